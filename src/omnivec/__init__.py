@@ -1,0 +1,13 @@
+"""omnivec: text, images, audio and video in one shared vector space.
+
+    import omnivec
+    space = omnivec.load_space("clip-vit-b-32")
+    vectors = space.embed(["a photo of a cat", "cat.jpg"])
+"""
+from .errors import ConfigError, MediaError, ModalityError, ModelNotFoundError, OmnivecError
+from .media import Limits
+from .spaces import Embedding, Segment, Space, list_spaces, load_space
+
+__version__ = "0.1.0"
+__all__ = ["ConfigError", "Embedding", "Limits", "MediaError", "ModalityError", "ModelNotFoundError",
+           "OmnivecError", "Segment", "Space", "list_spaces", "load_space", "__version__"]

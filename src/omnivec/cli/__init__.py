@@ -1,0 +1,38 @@
+"""The `omnivec` command line: one typer app, one module per command group.
+
+Exit codes: 0 all good; 1 some inputs failed (the rest were done); 2 bad usage or config;
+3 model weights not found; 4 a space asked for a modality it does not cover."""
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ..errors import ConfigError, MediaError, ModalityError, ModelNotFoundError, OmnivecError
+from . import demo, embed, spaces
+
+app = typer.Typer(name="omnivec", help="Text, images, audio and video in one vector space.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+spaces.register(app)
+embed.register(app)
+demo.register(app)
+
+EXIT_CODES = [(ModelNotFoundError, 3), (ModalityError, 4), (ConfigError, 2), (MediaError, 1), (OmnivecError, 1)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        # Without standalone mode click returns the code of a typer.Exit instead of raising it.
+        code = app(args=argv, standalone_mode=False)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except OmnivecError as e:
+        code = next(c for t, c in EXIT_CODES if isinstance(e, t))
+        print(f"omnivec: error: {e}", file=sys.stderr)
+        sys.exit(code)
+    except typer.TyperException as e:  # usage errors (bad option, missing argument) carry exit code 2
+        e.show()
+        sys.exit(getattr(e, "exit_code", 2))
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,33 @@
+"""The error types omnivec raises. Every message names the item or model and the cause."""
+from __future__ import annotations
+
+
+class OmnivecError(Exception):
+    """Base class of every error omnivec raises on purpose."""
+
+
+class MediaError(OmnivecError):
+    """An input could not be read, decoded or accepted.
+
+    `item` names the input (a path, URL or "<bytes #3>"), `stage` says where it failed
+    (fetch, sniff, decode, limits, embed) and `cause` says why, in words.
+    """
+
+    def __init__(self, item: str, cause: str, stage: str = "decode"):
+        self.item, self.cause, self.stage = str(item), str(cause), stage
+        super().__init__(f"{self.item}: {stage} failed: {self.cause}")
+
+    def to_dict(self) -> dict:
+        return {"item": self.item, "stage": self.stage, "error": self.cause}
+
+
+class ModalityError(OmnivecError):
+    """A space was asked for a modality it does not cover."""
+
+
+class ModelNotFoundError(OmnivecError):
+    """Weights are not on disk and could not be fetched."""
+
+
+class ConfigError(OmnivecError):
+    """A space name, config file or option is wrong."""

@@ -1,0 +1,1 @@
+"""Model backends: transformers (hf.py) and open_clip (openclip.py), both behind base.Backend."""

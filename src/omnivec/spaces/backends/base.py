@@ -1,0 +1,44 @@
+"""What a backend does: tokenise and encode text, preprocess and encode images and audio windows.
+
+Backends return L2-normalised float32 numpy arrays and nothing framework-specific leaks past the Space."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+class Backend(ABC):
+    modalities: frozenset[str]
+    model_id: str
+    dim: int
+    max_text_tokens: int         # content tokens per window (special tokens excluded)
+    image_size: int | None = None
+    sample_rate: int | None = None
+    audio_window_seconds: float | None = None
+
+    @abstractmethod
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Content tokens of each text, without special tokens and without truncation."""
+
+    @abstractmethod
+    def encode_text(self, texts: list[str]) -> np.ndarray: ...
+
+    def preprocess_image(self, image: Image.Image) -> torch.Tensor:
+        raise NotImplementedError
+
+    def encode_images(self, pixels: torch.Tensor) -> np.ndarray:
+        raise NotImplementedError
+
+    def preprocess_audio(self, wave: np.ndarray) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def encode_audio(self, features: list[dict[str, torch.Tensor]]) -> np.ndarray:
+        raise NotImplementedError
+
+
+def normalise(x: torch.Tensor) -> np.ndarray:
+    x = x.detach().float()
+    return torch.nn.functional.normalize(x, dim=-1).cpu().numpy().astype(np.float32, copy=False)

@@ -1,0 +1,53 @@
+"""Session fixtures: tiny models in hub layout, built once; the hub is switched off for every test."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"        # no test may reach (or wait for) a model hub
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).parent))
+
+import tiny_models  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(models_dir) -> Path:
+    return tiny_models.tiny_hf_clip(models_dir / "tiny-clip")
+
+
+@pytest.fixture(scope="session")
+def tiny_siglip_dir(models_dir) -> Path:
+    return tiny_models.tiny_hf_siglip(models_dir / "tiny-siglip")
+
+
+@pytest.fixture(scope="session")
+def tiny_clap_dir(models_dir) -> Path:
+    return tiny_models.tiny_hf_clap(models_dir / "tiny-clap")
+
+
+@pytest.fixture(scope="session")
+def tiny_openclip_dir(models_dir) -> Path:
+    return tiny_models.tiny_open_clip(models_dir / "tiny-openclip")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tiny_clip_dir):
+    import omnivec
+
+    return omnivec.load_space(str(tiny_clip_dir))
+
+
+@pytest.fixture(scope="session")
+def tiny_clap(tiny_clap_dir):
+    import omnivec
+
+    return omnivec.load_space(str(tiny_clap_dir))
