@@ -51,3 +51,24 @@ def tiny_clap(tiny_clap_dir):
     import omnivec
 
     return omnivec.load_space(str(tiny_clap_dir))
+
+
+@pytest.fixture(scope="session")
+def omnivec_home(tmp_path_factory) -> Path:
+    """An OMNIVEC_HOME shared by the session, so the trained shapes model is trained once and found by the demo."""
+    return tmp_path_factory.mktemp("omnivec-home")
+
+
+@pytest.fixture(scope="session")
+def shapes_clip_dir(omnivec_home) -> Path:
+    """The small CLIP trained on generated shapes (train/recipes.py), in hub layout; trained once per session."""
+    from omnivec.train.recipes import load_or_train_shapes_clip
+
+    return load_or_train_shapes_clip(omnivec_home / "models")
+
+
+@pytest.fixture(scope="session")
+def shapes_clip(shapes_clip_dir):
+    import omnivec
+
+    return omnivec.load_space(str(shapes_clip_dir))

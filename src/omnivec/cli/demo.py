@@ -28,7 +28,8 @@ def register(app: typer.Typer) -> None:
         folder: Path = typer.Option(None, "--folder", help="Folder to index (default: a generated sample folder)."),
         space: str = typer.Option(DEFAULT_SPACE, "--space", "-s"),
         k: int = typer.Option(3, "-k", min=1, help="Hits per query."),
-        train_seconds: float = typer.Option(60, "--train-seconds", help="Training budget of the fallback model."),
+        train_seconds: float = typer.Option(None, "--train-seconds",
+                                            help="Training budget of the fallback model (default: the recipe's)."),
         json_out: bool = typer.Option(False, "--json"),
     ) -> None:
         """Index a sample folder of images and videos, then search it by text, by image and for video moments."""
@@ -72,7 +73,8 @@ def _space_for_demo(name: str, train_seconds: float, quiet: bool):
         if not quiet:
             err.print(f"[yellow]{note}[/yellow]")
             err.print("training (or reusing) the fallback model ...")
-        model_dir = load_or_train_shapes_clip(omnivec_home() / "models", seconds=train_seconds)
+        budget = {"seconds": train_seconds} if train_seconds else {}
+        model_dir = load_or_train_shapes_clip(omnivec_home() / "models", **budget)
         return load_space(str(model_dir)), note
 
 

@@ -84,17 +84,19 @@ def decode_audio_stream(media: Media, limits: Limits, max_seconds: float | None 
                 raise MediaError(media.name, "no audio stream", "decode")
             stream = container.streams.audio[0]
             sr = stream.rate or stream.codec_context.sample_rate
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
+            # Planar float in the stream's own layout; channels are averaged below, as for files soundfile reads
+            # (FFmpeg's own stereo->mono matrix sums at -3 dB, which would make the same sound louder here).
+            resampler = av.AudioResampler(format="fltp", rate=sr)
             chunks, total = [], 0
             for frame in container.decode(stream):
                 for out in resampler.resample(frame):
-                    chunk = out.to_ndarray().reshape(-1)
+                    chunk = out.to_ndarray().mean(axis=0, dtype=np.float32)
                     chunks.append(chunk)
                     total += chunk.size
                 if total / sr > cap:
                     raise MediaError(media.name, f"audio longer than the limit of {cap:.0f} s", "limits")
             for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
+                chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
     except MediaError:
         raise
     except Exception as e:

@@ -73,10 +73,20 @@ def to_media(item: Any, index: int = 0, limits: Limits = DEFAULT_LIMITS, modalit
             return _from_bytes(fetch_url(item, limits), item, limits)
         if _could_be_path(item) and os.path.exists(item):
             return _from_path(Path(item), limits)
-        if modality not in (None, "text"):
+        if modality not in (None, "text") or _names_a_file(item):
             raise MediaError(item, "no such file", "fetch")
         return _text(item, index, limits)
     raise MediaError(f"<item #{index}>", f"unsupported input type {type(item).__name__}", "sniff")
+
+
+MEDIA_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".avif", ".wav",
+                  ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".mp4", ".m4v", ".mov", ".mkv", ".webm",
+                  ".avi", ".ts", ".txt", ".md", ".pdf", ".csv", ".npy"}
+
+
+def _names_a_file(s: str) -> bool:
+    """A one-word string ending in a media suffix is a mistyped path, not a text to embed ("cats/tabby.jpg")."""
+    return not any(c.isspace() for c in s) and os.path.splitext(s)[1].lower() in MEDIA_SUFFIXES
 
 
 def _could_be_path(s: str) -> bool:
