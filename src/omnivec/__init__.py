@@ -7,7 +7,8 @@
 from .errors import ConfigError, MediaError, ModalityError, ModelNotFoundError, OmnivecError
 from .media import Limits
 from .spaces import Embedding, Segment, Space, list_spaces, load_space
+from .store import Collection, Hit, open_collection
 
 __version__ = "0.1.0"
 __all__ = ["ConfigError", "Embedding", "Limits", "MediaError", "ModalityError", "ModelNotFoundError",
-           "OmnivecError", "Segment", "Space", "list_spaces", "load_space", "__version__"]
+           "OmnivecError", "Collection", "Hit", "open_collection", "Segment", "Space", "list_spaces", "load_space", "__version__"]

@@ -9,13 +9,14 @@ import sys
 import typer
 
 from ..errors import ConfigError, MediaError, ModalityError, ModelNotFoundError, OmnivecError
-from . import demo, embed, spaces
+from . import collections, demo, embed, spaces
 
 app = typer.Typer(name="omnivec", help="Text, images, audio and video in one vector space.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 spaces.register(app)
 embed.register(app)
 demo.register(app)
+collections.register(app)
 
 EXIT_CODES = [(ModelNotFoundError, 3), (ModalityError, 4), (ConfigError, 2), (MediaError, 1), (OmnivecError, 1)]
 

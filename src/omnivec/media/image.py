@@ -19,14 +19,16 @@ def load_image(media: Media, limits: Limits = DEFAULT_LIMITS, min_size: int | No
     if media.obj is not None:
         return _from_object(media, limits)
     try:
-        im = Image.open(media.open())
-        _check_pixels(media.name, im.size, limits)
-        if getattr(im, "n_frames", 1) > 1:
-            im.seek(0)  # animated GIF/WebP/TIFF: the first frame stands for the image
-        if min_size and im.format == "JPEG":
-            im.draft("RGB", _draft_request(im.size, min_size, _orientation(im)))
-        im.load()
-        im = ImageOps.exif_transpose(im)
+        with media.open() as fh:
+            im = Image.open(fh)
+            _check_pixels(media.name, im.size, limits)
+            if getattr(im, "n_frames", 1) > 1:
+                im.seek(0)  # animated GIF/WebP/TIFF: the first frame stands for the image
+            if min_size and im.format == "JPEG":
+                im.draft("RGB", _draft_request(im.size, min_size, _orientation(im)))
+            im.load()
+            media.meta.update(exif_fields(im))
+            im = ImageOps.exif_transpose(im)
         return _to_rgb(im)
     except MediaError:
         raise
@@ -34,6 +36,30 @@ def load_image(media: Media, limits: Limits = DEFAULT_LIMITS, min_size: int | No
         raise MediaError(media.name, f"decompression bomb rejected: {e}", "limits") from e
     except Exception as e:  # PIL raises OSError, ValueError, SyntaxError, struct.error on broken files
         raise MediaError(media.name, f"cannot decode image: {e}", "decode") from e
+
+
+def exif_fields(im: Image.Image) -> dict:
+    """When and where a photo was taken, from EXIF: taken_at (ISO 8601 text), lat, lon (degrees). Absent keys
+    are left out; malformed EXIF is ignored rather than failing the image."""
+    out: dict = {}
+    try:
+        exif = im.getexif()
+        stamp = exif.get_ifd(0x8769).get(0x9003) or exif.get(0x0132)  # DateTimeOriginal, else DateTime
+        if isinstance(stamp, str) and len(stamp) >= 19 and stamp[4] == ":":
+            out["taken_at"] = f"{stamp[:4]}-{stamp[5:7]}-{stamp[8:10]}T{stamp[11:19]}"
+        gps = exif.get_ifd(0x8825)
+        if gps and 2 in gps and 4 in gps:
+            lat, lon = _degrees(gps[2]), _degrees(gps[4])
+            out["lat"] = -lat if gps.get(1) == "S" else lat
+            out["lon"] = -lon if gps.get(3) == "W" else lon
+    except Exception:
+        pass
+    return out
+
+
+def _degrees(dms) -> float:
+    d, m, s = (float(x) for x in dms)
+    return round(d + m / 60 + s / 3600, 7)
 
 
 def _orientation(im: Image.Image) -> int:

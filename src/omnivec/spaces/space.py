@@ -6,19 +6,20 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
-import torch
 
 from ..errors import MediaError, ModalityError
 from ..media import DEFAULT_LIMITS, Limits, Media, decode_audio_stream, load_audio, load_image, sample_frames, to_media
-from .backends.base import Backend
 from .config import SpaceConfig
 from .pipeline import Batcher, Pending, pooled, prefetch, threaded
 from .pooling import pool, text_windows, time_windows
 from .prompts import DEFAULT_TEMPLATES, expand
 from .types import Embedding, Segment
+
+if TYPE_CHECKING:  # torch is imported with the first backend, not with the package
+    from .backends.base import Backend
 
 Result = Embedding | MediaError
 
@@ -90,6 +91,8 @@ class Space:
 
     def iter_embed(self, items: Iterable[Any], *, modality: str | None = None) -> Iterator[tuple[int, Result]]:
         """Stream (index, Embedding | MediaError) as inputs finish; order follows completion, not input order."""
+        import torch
+
         if modality is not None:
             self.require(modality)
         b = self.batch_size
@@ -168,7 +171,7 @@ class Space:
     def _parts_image(self, media: Media, p: Pending) -> list:
         reduce_to = self.backend.image_size if self.config.image.reduced_decode else None
         image = load_image(media, self.limits, min_size=reduce_to)
-        p.info.update(width=image.width, height=image.height)
+        p.info.update(width=image.width, height=image.height, **media.meta)
         return [self.backend.preprocess_image(image)]
 
     def _parts_audio(self, media: Media, p: Pending) -> list:

@@ -1,0 +1,334 @@
+"""The index job: walk -> skip unchanged -> hash -> dedup -> embed (decode in parallel) -> batched commits.
+
+Crash safety comes from the order of commits and the content hash, not from a journal: records are committed
+before the files table says a path is done, so after a kill the re-run finds any committed content by its hash
+and only records the path. Every commit is atomic (LanceDB versions), so no half-written batch is ever visible."""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from ..errors import MediaError
+from ..media import DEFAULT_LIMITS, fetch_url, sniff
+from ..spaces import Embedding
+from ..store.collection import Collection
+from ..store.lance import sql_in
+from .manifest import is_manifest, read_manifest
+from .walk import walk
+
+
+@dataclass
+class IndexSummary:
+    seen: int = 0
+    indexed: int = 0          # new unique contents embedded and stored
+    duplicates: int = 0       # paths whose bytes were already stored (path recorded, nothing embedded)
+    unchanged: int = 0        # paths unchanged since the last run
+    skipped: Counter = field(default_factory=Counter)   # reason -> count
+    failed: Counter = field(default_factory=Counter)    # stage -> count
+    removed: int = 0          # paths gone since the last run (--sync)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"seen": self.seen, "indexed": self.indexed, "duplicates": self.duplicates,
+                "unchanged": self.unchanged, "skipped": dict(self.skipped), "failed": dict(self.failed),
+                "removed": self.removed, "seconds": round(self.seconds, 2),
+                "items_per_second": round(self.indexed / self.seconds, 2) if self.seconds else None}
+
+
+@dataclass
+class _Entry:
+    location: str
+    meta: dict
+    size: int | None = None
+    mtime_ns: int | None = None
+    content_hash: str | None = None
+    data: bytes | None = None   # a downloaded URL's bytes
+
+
+def sources(inputs: Iterable[str | os.PathLike], include_hidden: bool = False) -> Iterator[tuple[str, dict]]:
+    """(location, metadata) for every file under the given folders, files, manifests and URLs."""
+    for src in inputs:
+        s = str(src)
+        if s.startswith(("http://", "https://")):
+            yield s, {}
+            continue
+        p = Path(s).expanduser()
+        if is_manifest(p):
+            yield from read_manifest(p)
+        elif p.exists():
+            for f in walk(p, include_hidden):
+                yield str(f.resolve()), {}
+        else:
+            yield str(p.resolve()), {}   # reported as a failed item ("no such file"), not a crash
+
+
+def index(col: Collection, inputs: Iterable[str | os.PathLike], *, sync: bool = False, include_hidden: bool = False,
+          progress: bool = False, commit_every: int | None = None, commit_seconds: float = 5.0) -> IndexSummary:
+    """Index folders, files, manifests and URLs into `col`. Items are committed in batches of `commit_every`
+    (default 64, or $OMNIVEC_COMMIT_EVERY) or every `commit_seconds`, whichever comes first."""
+    t0 = time.perf_counter()
+    commit_every = commit_every or int(os.environ.get("OMNIVEC_COMMIT_EVERY", "64"))
+    job = _Job(col, commit_every, commit_seconds)
+    entries = list(sources(inputs, include_hidden))
+    bar = _Bar(len(entries)) if progress else None
+    job.summary.seen = len(entries)
+    try:
+        work = job.plan(entries, bar)
+        first = next(work, None)  # the model is loaded only when something needs embedding
+        if first is not None:
+            todo = itertools.chain([first], work)
+            for i, res in col.space.iter_embed(e.data if e.data is not None else Path(e.location) for e in todo):
+                job.done(job.embedding[i], res)
+                if bar:
+                    bar.advance()
+                job.maybe_flush()
+        job.flush()
+        if sync:
+            job.sync({loc for loc, _ in entries}, [str(Path(str(s)).expanduser().resolve()) for s in inputs])
+        if job.commits > 8:
+            col.store.compact()  # many small batch commits leave many small fragments
+    finally:
+        if bar:
+            bar.close()
+    job.summary.seconds = time.perf_counter() - t0
+    return job.summary
+
+
+class _Job:
+    def __init__(self, col: Collection, commit_every: int, commit_seconds: float):
+        self.col = col
+        self.modalities = set(col.pinned["modalities"])
+        self.space_name = col.pinned["name"]
+        self.limits = col._space.limits if col._space is not None else DEFAULT_LIMITS
+        self.commit_every, self.commit_seconds = commit_every, commit_seconds
+        self.summary = IndexSummary()
+        self.files = {r["path"]: r for r in col.store.all_files().to_pylist()}
+        self.known = col.known_hashes()
+        self.inflight: dict[str, list[_Entry]] = {}     # hash -> later paths with the same bytes
+        self.embedding: list[_Entry] = []               # what iter_embed's index i refers to
+        self.rows: list[dict] = []
+        self.path_updates: dict[str, set[str]] = {}     # stored hash -> paths to add to its records
+        self.file_rows: list[dict] = []
+        self.error_rows: list[dict] = []
+        self.cleared: list[str] = []
+        self.last_commit = time.monotonic()
+        self.pending_items = 0
+        self.commits = 0
+
+    # ---- deciding what to embed ---------------------------------------------------------------------------------
+    def plan(self, entries: list[tuple[str, dict]], bar) -> Iterator[_Entry]:
+        """Yields the entries that need embedding; settles the rest (unchanged, duplicate, skipped) on the way."""
+        for location, meta in entries:
+            e = _Entry(location, meta)
+            try:
+                verdict = self._triage(e)
+            except MediaError as err:
+                self._fail(e, err.stage, err.cause)
+                verdict = "failed"
+            if verdict == "embed":
+                self.embedding.append(e)
+                self.inflight[e.content_hash] = []
+                yield e
+                continue
+            if bar:
+                bar.advance()
+            self.maybe_flush()
+
+    def _triage(self, e: _Entry) -> str:
+        if e.location.startswith(("http://", "https://")):
+            prev = self.files.get(e.location)
+            if prev and prev["status"] in ("indexed", "skipped"):
+                self.summary.unchanged += 1
+                return "unchanged"
+            e.data = fetch_url(e.location, self.limits)
+            e.size, e.content_hash = len(e.data), hashlib.sha256(e.data).hexdigest()
+            head = e.data[:256]
+        else:
+            try:
+                st = os.stat(e.location)
+            except OSError as err:
+                raise MediaError(e.location, "no such file" if not os.path.exists(e.location)
+                                 else f"cannot read: {err.strerror}", "fetch") from None
+            e.size, e.mtime_ns = st.st_size, st.st_mtime_ns
+            prev = self.files.get(e.location)
+            if prev and prev["status"] in ("indexed", "skipped") and prev["size"] == e.size \
+                    and prev["mtime_ns"] == e.mtime_ns:
+                self.summary.unchanged += 1
+                return "unchanged"
+            e.content_hash, head = _hash_file(e.location, e.size, self.limits.max_bytes)
+        if e.content_hash in self.known:
+            self._add_path(e)
+            return "duplicate"
+        if e.content_hash in self.inflight:
+            self.inflight[e.content_hash].append(e)
+            return "duplicate"
+        kind = sniff(head)
+        if kind is not None and kind[0] not in self.modalities:
+            reason = f"{kind[0]} not covered by space {self.space_name}"
+            self.summary.skipped[reason] += 1
+            self._file_row(e, "skipped", reason)
+            return "skipped"
+        return "embed"
+
+    # ---- results ------------------------------------------------------------------------------------------------
+    def done(self, e: _Entry, res: Embedding | MediaError) -> None:
+        later = self.inflight.pop(e.content_hash, [])
+        if isinstance(res, MediaError):
+            for x in [e] + later:
+                self._fail(x, res.stage, res.cause)
+            return
+        self.summary.indexed += 1
+        self.known.add(e.content_hash)
+        paths = sorted({x.location for x in [e] + later})
+        self.rows.extend(self._records(e, res, paths))
+        self.summary.duplicates += len(later)
+        for x in [e] + later:
+            self._file_row(x, "indexed")
+        self.pending_items += 1
+
+    def _records(self, e: _Entry, emb: Embedding, paths: list[str]) -> list[dict]:
+        info = emb.info
+        mtime = e.mtime_ns / 1e9 if e.mtime_ns else None
+        year = int(info["taken_at"][:4]) if info.get("taken_at") else (time.gmtime(mtime).tm_year if mtime else None)
+        common = dict(paths=paths, modality=emb.modality, mime=info.get("mime"), size=e.size,
+                      width=info.get("width"), height=info.get("height"), duration=info.get("duration"),
+                      taken_at=info.get("taken_at"), year=year, lat=info.get("lat"), lon=info.get("lon"), mtime=mtime)
+        rows = [self.col.record(e.content_hash, "item", -1, emb.vector, meta=e.meta, **common)]
+        for n, s in enumerate(emb.segments):
+            rows.append(self.col.record(e.content_hash, "segment", n, s.vector, start=s.start, end=s.end,
+                                        meta=e.meta, **common))
+        return rows
+
+    def _add_path(self, e: _Entry) -> None:
+        self.summary.duplicates += 1
+        self.path_updates.setdefault(e.content_hash, set()).add(e.location)
+        self._file_row(e, "indexed")
+
+    def _fail(self, e: _Entry, stage: str, cause: str) -> None:
+        self.summary.failed[stage] += 1
+        self.error_rows.append({"path": e.location, "stage": stage, "error": cause, "time": time.time()})
+        self._file_row(e, "failed", cause)
+
+    def _file_row(self, e: _Entry, status: str, reason: str | None = None) -> None:
+        self.file_rows.append({"path": e.location, "content_hash": e.content_hash, "size": e.size,
+                               "mtime_ns": e.mtime_ns, "status": status, "reason": reason})
+
+    # ---- commits ------------------------------------------------------------------------------------------------
+    def maybe_flush(self) -> None:
+        if self.pending_items >= self.commit_every or len(self.file_rows) >= 4 * self.commit_every or (
+                (self.rows or self.file_rows) and time.monotonic() - self.last_commit >= self.commit_seconds):
+            self.flush()
+
+    def flush(self) -> None:
+        store = self.col.store
+        if not (self.rows or self.path_updates or self.file_rows or self.error_rows):
+            return
+        self.commits += 1
+        self.col.write_records(self.rows)                 # 1. new content (atomic)
+        self._apply_path_updates()                        # 2. extra paths of stored content
+        ok_paths = [r["path"] for r in self.file_rows if r["status"] != "failed"]
+        store.clear_errors(ok_paths + [r["path"] for r in self.error_rows])
+        store.add_errors(self.error_rows)                 # 3. failures are data
+        store.upsert_files(self.file_rows)                # 4. only now is a path "done"
+        for r in self.file_rows:
+            self.files[r["path"]] = r
+        self.rows, self.file_rows, self.error_rows = [], [], []
+        self.pending_items = 0
+        self.last_commit = time.monotonic()
+
+    def _apply_path_updates(self) -> None:
+        if not self.path_updates:
+            return
+        store = self.col.store
+        hashes = list(self.path_updates)
+        t = store.scan(sql_in("content_hash", hashes))
+        rows = t.to_pylist()
+        changed = []
+        for r in rows:
+            merged = sorted(set(r["paths"] or []) | self.path_updates[r["content_hash"]])
+            if merged != r["paths"]:
+                r["paths"] = merged
+                changed.append(r)
+        if changed:
+            import pyarrow as pa
+
+            store.upsert_records(pa.Table.from_pylist(changed, schema=t.schema))
+        self.path_updates = {}
+
+    # ---- --sync ---------------------------------------------------------------------------------------------------
+    def sync(self, seen: set[str], roots: list[str]) -> None:
+        """Forget paths under the given roots that no longer exist; delete content no path holds any more."""
+        gone = [p for p in self.files if p not in seen and any(p == r or p.startswith(r.rstrip("/") + "/")
+                                                              for r in roots) and not os.path.exists(p)]
+        if not gone:
+            return
+        store = self.col.store
+        gone_set = set(gone)
+        hashes = {self.files[p]["content_hash"] for p in gone if self.files[p].get("content_hash")}
+        if hashes:
+            t = store.scan(sql_in("content_hash", hashes))
+            keep, dead = [], set()
+            for r in t.to_pylist():
+                left = [p for p in (r["paths"] or []) if p not in gone_set]
+                if left:
+                    if left != r["paths"]:
+                        r["paths"] = left
+                        keep.append(r)
+                else:
+                    dead.add(r["content_hash"])
+            if keep:
+                import pyarrow as pa
+
+                store.upsert_records(pa.Table.from_pylist(keep, schema=t.schema))
+            if dead:
+                store.delete_records(sql_in("content_hash", dead))
+        store.clear_errors(gone)
+        store.delete_files(gone)
+        for p in gone:
+            self.files.pop(p, None)
+        self.summary.removed = len(gone)
+
+
+def _hash_file(path: str, size: int, max_bytes: int) -> tuple[str, bytes]:
+    if size > max_bytes:
+        raise MediaError(path, f"{size} bytes exceed the limit of {max_bytes}", "limits")
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+            h.update(head)
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except OSError as e:
+        raise MediaError(path, f"cannot read: {e.strerror or e}", "fetch") from None
+    return h.hexdigest(), head[:256]
+
+
+class _Bar:
+    """Progress with rate and ETA (rich, on stderr)."""
+
+    def __init__(self, total: int):
+        from rich.console import Console
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        self.progress = Progress(TextColumn("indexing"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                                 TimeRemainingColumn(), console=Console(stderr=True))
+        self.task = self.progress.add_task("index", total=total, rate="")
+        self.progress.start()
+
+    def advance(self) -> None:
+        speed = self.progress.tasks[0].speed
+        self.progress.update(self.task, advance=1, rate=f"{speed:.1f} files/s" if speed else "")
+
+    def close(self) -> None:
+        self.progress.stop()

@@ -1,0 +1,340 @@
+"""A Collection: a folder holding records of one space (pinned by name, version and dimension) and their search.
+
+    col = omnivec.open_collection("home")
+    hits = col.search("dog on a beach", k=20, modalities=["image", "video"], where="year >= 2020")
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import ConfigError, OmnivecError
+from ..spaces import Space, load_space
+from .lance import LanceStore, sql_in
+from .schema import BUILTIN_COLUMNS, item_id, row_key
+
+USER_SETTABLE = ("year", "taken_at", "lat", "lon")  # built-in columns that user metadata may set
+
+FORMAT = 1
+INFO_FILE = "collection.json"
+
+
+class SpaceMismatchError(ConfigError):
+    """Vectors of another space (or version) were offered to a collection pinned to one."""
+
+
+def omnivec_home() -> Path:
+    return Path(os.environ.get("OMNIVEC_HOME", "~/.omnivec")).expanduser()
+
+
+def collection_path(name_or_path: str | os.PathLike) -> Path:
+    """A bare name lives under $OMNIVEC_HOME/collections; anything with a path separator is a folder."""
+    s = str(name_or_path)
+    if os.sep in s or s.startswith(".") or Path(s).is_absolute():
+        return Path(s).expanduser()
+    return omnivec_home() / "collections" / s
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    modality: str
+    paths: list[str]
+    start: float | None = None      # the best-matching window or segment of audio and video
+    end: float | None = None
+    metadata: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "score": round(self.score, 6), "modality": self.modality, "paths": self.paths,
+                "start": self.start, "end": self.end, "metadata": self.metadata}
+
+
+def open_collection(name_or_path: str | os.PathLike, *, space: Space | str | None = None,
+                    create: bool = False) -> "Collection":
+    """Open a collection; with create=True and a space, make it if it does not exist."""
+    folder = collection_path(name_or_path)
+    if (folder / INFO_FILE).is_file():
+        col = Collection(folder)
+        if space is not None:
+            col.attach_space(space if isinstance(space, Space) else load_space(space), source=str(space)
+                             if isinstance(space, str) else None)
+        return col
+    if not create:
+        raise ConfigError(f"no collection at {folder}; create it with `omnivec index FOLDER --collection "
+                          f"{name_or_path} --space SPACE`")
+    if space is None:
+        raise ConfigError(f"collection {name_or_path!r} does not exist yet: say which space to pin it to (--space)")
+    sp = space if isinstance(space, Space) else load_space(space)
+    return Collection.create(folder, sp, source=space if isinstance(space, str) else sp.name)
+
+
+class Collection:
+    def __init__(self, folder: Path, space: Space | None = None):
+        self.folder = Path(folder)
+        self.info = json.loads((self.folder / INFO_FILE).read_text())
+        if self.info.get("format") != FORMAT:
+            raise ConfigError(f"{self.folder}: collection format {self.info.get('format')} is not {FORMAT}")
+        self.store = LanceStore(self.folder / "db", self.dim)
+        self._space = space
+        self._cache: dict | None = None
+
+    # ---- identity -----------------------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, folder: Path, space: Space, source: str) -> "Collection":
+        folder.mkdir(parents=True, exist_ok=True)
+        info = {"format": FORMAT, "name": folder.name, "created": time.time(),
+                "space": {**space.describe(), "source": source}}
+        tmp = folder / (INFO_FILE + ".tmp")
+        tmp.write_text(json.dumps(info, indent=2))
+        os.replace(tmp, folder / INFO_FILE)  # the collection exists once this file does
+        return cls(folder, space)
+
+    @property
+    def name(self) -> str:
+        return self.info["name"]
+
+    @property
+    def dim(self) -> int:
+        return int(self.info["space"]["dim"])
+
+    @property
+    def pinned(self) -> dict:
+        return self.info["space"]
+
+    @property
+    def space(self) -> Space:
+        """The pinned space, loaded on first use from the source it was created with."""
+        if self._space is None:
+            self.attach_space(load_space(self.pinned["source"]))
+        return self._space
+
+    def attach_space(self, space: Space, source: str | None = None) -> None:
+        self.check_space(space.name, space.version, space.dim)
+        self._space = space
+
+    def check_space(self, name: str, version: str, dim: int) -> None:
+        p = self.pinned
+        if (name, version, dim) != (p["name"], p["version"], p["dim"]):
+            raise SpaceMismatchError(
+                f"collection {self.name!r} is pinned to space {p['name']!r} version {p['version']} ({p['dim']}-d); "
+                f"got {name!r} version {version} ({dim}-d). Vectors of different spaces are not comparable; "
+                f"move the collection with `omnivec reembed --collection {self.name} --space {name}`")
+
+    def __len__(self) -> int:
+        return self.store.count("kind = 'item'")
+
+    def __repr__(self) -> str:
+        return f"Collection({self.name!r}, space={self.pinned['name']!r}, items={len(self)})"
+
+    # ---- writing ------------------------------------------------------------------------------------------------
+    def add_vectors(self, vectors: np.ndarray, *, ids: Sequence[str], modality: str = "image",
+                    paths: Sequence[Sequence[str]] | None = None, metadata: Sequence[dict] | None = None,
+                    space_version: str | None = None) -> int:
+        """Add precomputed vectors of the pinned space. `ids` are content identities (e.g. hashes): an id
+        already stored is not added again. Returns the number added."""
+        if space_version is not None and space_version != self.pinned["version"]:
+            self.check_space(self.pinned["name"], space_version, vectors.shape[1])
+        vectors = np.asarray(vectors, np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise SpaceMismatchError(f"collection {self.name!r} holds {self.dim}-d vectors, got shape {vectors.shape}")
+        known = self.known_hashes()
+        rows = []
+        for i, h in enumerate(ids):
+            if h in known:
+                continue
+            known.add(h)
+            rows.append(self.record(h, "item", -1, vectors[i], modality=modality,
+                                    paths=list(paths[i]) if paths else [], meta=metadata[i] if metadata else None))
+        self.write_records(rows)
+        return len(rows)
+
+    def record(self, content_hash: str, kind: str, segment: int, vector: np.ndarray, **fields: Any) -> dict:
+        meta = fields.pop("meta", None) or {}
+        norm = float(np.linalg.norm(vector))
+        if not np.isfinite(norm) or norm == 0:
+            raise OmnivecError(f"item {content_hash[:16]}: vector is zero or not finite")
+        return {"key": row_key(content_hash, segment), "id": item_id(content_hash), "content_hash": content_hash,
+                "kind": kind, "segment": segment, "space": self.pinned["name"], "version": self.pinned["version"],
+                "added": time.time(), "vector": (vector / norm).astype(np.float32),
+                "meta": json.dumps(meta, sort_keys=True, default=str) if meta else None, **fields,
+                **{k: v for k, v in meta.items() if _is_scalar(v) and (k not in BUILTIN_COLUMNS or k in USER_SETTABLE)}}
+
+    def write_records(self, rows: list[dict]) -> None:
+        """One atomic commit for a batch of rows; new scalar user-metadata keys become columns first."""
+        if not rows:
+            return
+        existing = set(self.store.columns())
+        new = {}
+        for r in rows:
+            for k, v in r.items():
+                if k not in existing and k not in new and v is not None:
+                    new[k] = _arrow_type(v)
+        self.store.add_columns([pa.field(k, t) for k, t in new.items()])
+        cols = self.store.columns()
+        table = pa.Table.from_pydict({c: [r.get(c) for r in rows] for c in cols if any(c in r for r in rows)})
+        self.store.add_records(table)
+
+    def known_hashes(self) -> set[str]:
+        return set(self.store.scan("kind = 'item'", ["content_hash"]).column("content_hash").to_pylist())
+
+    # ---- reading ------------------------------------------------------------------------------------------------
+    def get(self, item: str) -> dict:
+        """The item row (without its vector) for an item id or content hash."""
+        col = "content_hash" if len(item) > 16 else "id"
+        t = self.store.scan(f"{col} = '{_sql(item)}' AND kind = 'item'")
+        if t.num_rows == 0:
+            raise OmnivecError(f"collection {self.name!r} has no item {item!r}")
+        row = t.to_pylist()[0]
+        row.pop("vector", None)
+        return row
+
+    def vector(self, item: str) -> np.ndarray:
+        col = "content_hash" if len(item) > 16 else "id"
+        t = self.store.scan(f"{col} = '{_sql(item)}' AND kind = 'item'", ["vector"])
+        if t.num_rows == 0:
+            raise OmnivecError(f"collection {self.name!r} has no item {item!r}")
+        return np.asarray(t.column("vector").to_pylist()[0], np.float32)
+
+    def errors(self) -> list[dict]:
+        return sorted(self.store.all_errors().to_pylist(), key=lambda r: r["path"])
+
+    def items(self, where: str | None = None, columns: list[str] | None = None) -> pa.Table:
+        cond = "kind = 'item'" + (f" AND ({where})" if where else "")
+        return self.store.scan(cond, columns)
+
+    # ---- search -------------------------------------------------------------------------------------------------
+    def query_vector(self, query: Any = None, *, image: Any = None, audio: Any = None, video: Any = None,
+                     like: str | Sequence[str] | None = None, weights: Sequence[float] | None = None) -> np.ndarray:
+        """One unit query vector from any mix of text/file, image, audio, video and stored items, weighted."""
+        parts: list[tuple[str | None, Any]] = []
+        for modality, value in ((None, query), ("image", image), ("audio", audio), ("video", video)):
+            for v in _listify(value):
+                parts.append((modality, v))
+        likes = _listify(like)
+        if not parts and not likes:
+            raise ConfigError("a search needs a query: text, a file, or an item id (like=)")
+        vecs = [self.space.embed([v], modality=m)[0] for m, v in parts] + [self.vector(i) for i in likes]
+        w = np.ones(len(vecs), np.float32) if weights is None else np.asarray(weights, np.float32)
+        if len(w) != len(vecs):
+            raise ConfigError(f"{len(w)} weights for {len(vecs)} query parts")
+        q = (np.stack(vecs) * w[:, None]).sum(0)
+        n = float(np.linalg.norm(q))
+        if n == 0:
+            raise ConfigError("the weighted query parts cancel out")
+        return (q / n).astype(np.float32)
+
+    def search(self, query: Any = None, *, k: int = 10, modalities: Sequence[str] | None = None,
+               where: str | None = None, min_score: float | None = None, image: Any = None, audio: Any = None,
+               video: Any = None, like: str | Sequence[str] | None = None, weights: Sequence[float] | None = None,
+               vector: np.ndarray | None = None) -> list[Hit]:
+        q = vector if vector is not None else self.query_vector(query, image=image, audio=audio, video=video,
+                                                                 like=like, weights=weights)
+        exclude = set(_listify(like))
+        return self.search_vector(q, k=k, modalities=modalities, where=where, min_score=min_score, exclude=exclude)
+
+    def search_vector(self, q: np.ndarray, *, k: int = 10, modalities: Sequence[str] | None = None,
+                      where: str | None = None, min_score: float | None = None,
+                      exclude: set[str] = frozenset()) -> list[Hit]:
+        q = np.asarray(q, np.float32).reshape(-1)
+        if q.shape[0] != self.dim:
+            raise SpaceMismatchError(f"query has {q.shape[0]} dimensions; collection {self.name!r} has {self.dim}")
+        c = self._rows()
+        mask = self._mask(c, modalities, where)
+        if not mask.any():
+            return []
+        idx = np.flatnonzero(mask)
+        scores = c["matrix"][idx] @ q
+        hits, seen = [], set(exclude)
+        # Rows in score order; an item's first row is its best (its pooled vector or its best segment).
+        for j in np.argsort(-scores, kind="stable"):
+            score = float(scores[j])
+            if len(hits) >= k or (min_score is not None and score < min_score):
+                break
+            iid = c["ids"][idx[j]]
+            if iid not in seen:
+                seen.add(iid)
+                hits.append((iid, score, idx[j]))
+        return self._hydrate(hits, c, q)
+
+    def _rows(self) -> dict:
+        """All row vectors in memory for exact search, reloaded whenever the table has a new version."""
+        version = self.store.version()
+        if self._cache is None or self._cache["version"] != version:
+            t = self.store.scan(None, ["key", "id", "kind", "modality", "start", "end", "vector"])
+            matrix = (np.asarray(t.column("vector").combine_chunks().flatten().to_numpy(), np.float32)
+                      .reshape(t.num_rows, self.dim) if t.num_rows else np.zeros((0, self.dim), np.float32))
+            self._cache = {"version": version, "matrix": matrix, "keys": t.column("key").to_numpy(),
+                           "ids": np.asarray(t.column("id").to_pylist(), dtype=object),
+                           "kinds": np.asarray(t.column("kind").to_pylist(), dtype=object),
+                           "modalities": np.asarray(t.column("modality").to_pylist(), dtype=object),
+                           "start": t.column("start").to_pylist(), "end": t.column("end").to_pylist()}
+        return self._cache
+
+    def _mask(self, c: dict, modalities, where) -> np.ndarray:
+        mask = np.ones(len(c["keys"]), bool)
+        if modalities:
+            mask &= np.isin(c["modalities"], list(modalities))
+        if where:
+            # Filters are SQL over the item rows; segments inherit their item's verdict.
+            ok = set(self.items(where, ["id"]).column("id").to_pylist())
+            mask &= np.isin(c["ids"], list(ok))
+        return mask
+
+    def _hydrate(self, hits: list[tuple[str, float, int]], c: dict, q: np.ndarray) -> list[Hit]:
+        if not hits:
+            return []
+        rows = {r["id"]: r for r in self.items(sql_in("id", [h[0] for h in hits]),
+                                               ["id", "modality", "paths", "meta"]).to_pylist()}
+        out = []
+        for iid, score, j in hits:
+            r = rows.get(iid, {})
+            start = end = None
+            if r.get("modality") in ("audio", "video"):
+                start, end = self._best_segment(c, iid, q)
+            out.append(Hit(id=iid, score=score, modality=r.get("modality", ""), paths=r.get("paths") or [],
+                           start=start, end=end, metadata=json.loads(r["meta"]) if r.get("meta") else {}))
+        return out
+
+    @staticmethod
+    def _best_segment(c: dict, iid: str, q: np.ndarray) -> tuple[float | None, float | None]:
+        rows = np.flatnonzero((c["ids"] == iid) & (c["kinds"] == "segment"))
+        if not len(rows):
+            return None, None
+        j = rows[int(np.argmax(c["matrix"][rows] @ q))]
+        return c["start"][j], c["end"][j]
+
+
+def _listify(v) -> list:
+    if v is None:
+        return []
+    if isinstance(v, (list, tuple)) and not (len(v) == 2 and isinstance(v[0], np.ndarray)):
+        return list(v)
+    return [v]
+
+
+def _sql(s: str) -> str:
+    return s.replace("'", "''")
+
+
+def _is_scalar(v) -> bool:
+    return isinstance(v, (bool, int, float, str)) and not isinstance(v, np.ndarray)
+
+
+def _arrow_type(v) -> pa.DataType:
+    if isinstance(v, bool):
+        return pa.bool_()
+    if isinstance(v, int):
+        return pa.int64()
+    if isinstance(v, float):
+        return pa.float64()
+    if isinstance(v, str):
+        return pa.string()
+    raise TypeError(f"unsupported column value {v!r}")

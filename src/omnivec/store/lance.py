@@ -1,0 +1,108 @@
+"""The embedded engine: LanceDB tables for records, files and errors, in the collection's folder.
+
+Every write is one LanceDB commit (a new table version, made visible by an atomic manifest write), so a process
+killed at any moment leaves each table at its last committed version."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+from .schema import ERRORS_SCHEMA, FILES_SCHEMA, record_schema
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def sql_in(column: str, values) -> str:
+    vals = list(values)
+    if not vals:
+        return "false"
+    if isinstance(vals[0], str):
+        return f"{column} IN ({', '.join(_sql_str(v) for v in vals)})"
+    return f"{column} IN ({', '.join(str(int(v)) for v in vals)})"
+
+
+class LanceStore:
+    def __init__(self, folder: Path, dim: int):
+        import lancedb
+
+        self.db = lancedb.connect(str(folder))
+        self.items = self.db.create_table("items", schema=record_schema(dim), exist_ok=True)
+        self.files = self.db.create_table("files", schema=FILES_SCHEMA, exist_ok=True)
+        self.errors = self.db.create_table("errors", schema=ERRORS_SCHEMA, exist_ok=True)
+
+    # ---- records ------------------------------------------------------------------------------------------------
+    def add_records(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self.items.add(self._conform(table))
+
+    def upsert_records(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self.items.merge_insert("key").when_matched_update_all().when_not_matched_insert_all().execute(
+                self._conform(table))
+
+    def delete_records(self, where: str) -> None:
+        self.items.delete(where)
+
+    def scan(self, where: str | None = None, columns: list[str] | None = None) -> pa.Table:
+        q = self.items.search()
+        if where:
+            q = q.where(where)
+        if columns:
+            q = q.select(columns)
+        return q.limit(None).to_arrow()
+
+    def count(self, where: str | None = None) -> int:
+        return self.items.count_rows(where)
+
+    def version(self) -> int:
+        return self.items.version
+
+    def columns(self) -> list[str]:
+        return self.items.schema.names
+
+    def add_columns(self, fields: list[pa.Field]) -> None:
+        """Schema evolution for new user-metadata keys (existing rows get nulls)."""
+        if fields:
+            self.items.add_columns(fields)
+
+    def _conform(self, table: pa.Table) -> pa.Table:
+        """Order and cast to the table's schema; columns the batch lacks become nulls."""
+        schema = self.items.schema
+        cols = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+                for f in schema]
+        return pa.Table.from_arrays(cols, schema=schema)
+
+    # ---- files and errors ---------------------------------------------------------------------------------------
+    def all_files(self) -> pa.Table:
+        return self.files.to_arrow()
+
+    def upsert_files(self, rows: list[dict]) -> None:
+        if rows:
+            data = pa.Table.from_pylist(rows, schema=FILES_SCHEMA)
+            self.files.merge_insert("path").when_matched_update_all().when_not_matched_insert_all().execute(data)
+
+    def delete_files(self, paths: list[str]) -> None:
+        for i in range(0, len(paths), 500):
+            self.files.delete(sql_in("path", paths[i:i + 500]))
+
+    def add_errors(self, rows: list[dict]) -> None:
+        if rows:
+            self.errors.add(pa.Table.from_pylist(rows, schema=ERRORS_SCHEMA))
+
+    def clear_errors(self, paths: list[str]) -> None:
+        for i in range(0, len(paths), 500):
+            self.errors.delete(sql_in("path", paths[i:i + 500]))
+
+    def all_errors(self) -> pa.Table:
+        return self.errors.to_arrow()
+
+    def compact(self) -> None:
+        """Merge small fragments written by batch commits, and drop old versions."""
+        for t in (self.items, self.files, self.errors):
+            try:
+                t.optimize()
+            except Exception:  # optimisation is an optional nicety; a failure must not fail the indexing run
+                pass
