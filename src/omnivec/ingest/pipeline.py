@@ -95,6 +95,8 @@ def index(col: Collection, inputs: Iterable[str | os.PathLike], *, sync: bool = 
             job.sync({loc for loc, _ in entries}, [str(Path(str(s)).expanduser().resolve()) for s in inputs])
         if job.commits > 8:
             col.store.compact()  # many small batch commits leave many small fragments
+        if job.commits:
+            col.refresh_index()  # large collections: the ANN index reflects this run before the next query
     finally:
         if bar:
             bar.close()

@@ -84,7 +84,9 @@ class Collection:
             raise ConfigError(f"{self.folder}: collection format {self.info.get('format')} is not {FORMAT}")
         self.store = LanceStore(self.folder / "db", self.dim)
         self._space = space
-        self._cache: dict | None = None
+        self._cache: _Rows | None = None      # exact search: every row in memory (small collections)
+        self._index = None                    # ANN search index (large collections)
+        self._delta: dict | None = None       # rows the index does not reflect yet
 
     # ---- identity -----------------------------------------------------------------------------------------------
     @classmethod
@@ -138,8 +140,9 @@ class Collection:
     def add_vectors(self, vectors: np.ndarray, *, ids: Sequence[str], modality: str = "image",
                     paths: Sequence[Sequence[str]] | None = None, metadata: Sequence[dict] | None = None,
                     space_version: str | None = None) -> int:
-        """Add precomputed vectors of the pinned space. `ids` are content identities (e.g. hashes): an id
-        already stored is not added again. Returns the number added."""
+        """Add precomputed vectors of the pinned space. `ids` are content identities: sha256 hex digests are used
+        as they are, other strings are hashed. An identity already stored is not added again. Returns the number
+        added."""
         if space_version is not None and space_version != self.pinned["version"]:
             self.check_space(self.pinned["name"], space_version, vectors.shape[1])
         vectors = np.asarray(vectors, np.float32)
@@ -147,7 +150,7 @@ class Collection:
             raise SpaceMismatchError(f"collection {self.name!r} holds {self.dim}-d vectors, got shape {vectors.shape}")
         known = self.known_hashes()
         rows = []
-        for i, h in enumerate(ids):
+        for i, h in enumerate(_content_hash(x) for x in ids):
             if h in known:
                 continue
             known.add(h)
@@ -246,70 +249,179 @@ class Collection:
         q = np.asarray(q, np.float32).reshape(-1)
         if q.shape[0] != self.dim:
             raise SpaceMismatchError(f"query has {q.shape[0]} dimensions; collection {self.name!r} has {self.dim}")
-        c = self._rows()
-        mask = self._mask(c, modalities, where)
-        if not mask.any():
-            return []
-        idx = np.flatnonzero(mask)
-        scores = c["matrix"][idx] @ q
-        hits, seen = [], set(exclude)
-        # Rows in score order; an item's first row is its best (its pooled vector or its best segment).
+        allowed = self._allowed_ids(where)
+        mods = {m.encode() for m in modalities} if modalities else None
+        index = self._index_for()
+        if index is None:
+            rows = self._rows()
+            scores = rows.vectors @ q
+            found = self._rank(rows, np.arange(len(scores)), scores, k, mods, allowed, min_score, exclude)
+        else:
+            found = self._search_ann(index, q, k, mods, allowed, min_score, exclude)
+            rows = index
+        return self._hydrate(found, rows, q)
+
+    def _rank(self, rows, positions, scores, k, mods, allowed, min_score, exclude) -> list[tuple[str, float]]:
+        """Best row per item, in score order; an item's first row is its best (pooled vector or a segment)."""
+        hits: list[tuple[str, float]] = []
+        seen = {e.encode() for e in exclude}
         for j in np.argsort(-scores, kind="stable"):
             score = float(scores[j])
             if len(hits) >= k or (min_score is not None and score < min_score):
                 break
-            iid = c["ids"][idx[j]]
-            if iid not in seen:
-                seen.add(iid)
-                hits.append((iid, score, idx[j]))
-        return self._hydrate(hits, c, q)
+            p = positions[j]
+            iid = rows.ids[p]
+            if iid in seen or (mods is not None and rows.modalities[p] not in mods) or \
+                    (allowed is not None and iid not in allowed):
+                continue
+            seen.add(iid)
+            hits.append((iid.decode(), score))
+        return hits
 
-    def _rows(self) -> dict:
+    def _search_ann(self, index, q, k, mods, allowed, min_score, exclude) -> list[tuple[str, float]]:
+        """Widen the candidate set until k items pass the filters; then fall back to exact search if needed."""
+        n = index.n_base
+        want = max(8 * k, 64)
+        while True:
+            scores, positions = index.search(q, min(want, n))
+            scores, positions = self._merge_delta(index, q, scores, positions)
+            found = self._rank(index, positions, scores, k, mods, allowed, min_score, exclude)
+            exhausted = want >= n or (len(scores) and min_score is not None and scores.min() < min_score)
+            if len(found) >= k or exhausted:
+                return found
+            if want >= 64 * k and want * 4 < n:  # a very selective filter: score every row instead
+                scores = np.asarray(index.vectors @ q)
+                scores, positions = self._merge_delta(index, q, scores, np.arange(index.n_base))
+                return self._rank(index, positions, scores, k, mods, allowed, min_score, exclude)
+            want *= 4
+
+    def _merge_delta(self, index, q, scores, positions):
+        """Rows committed after the index was built are scored exactly; deleted rows are dropped."""
+        if len(index.keys) > index.n_base:
+            scores = np.concatenate([scores, index.extra_vectors @ q])
+            positions = np.concatenate([positions, np.arange(index.n_base, len(index.keys))])
+        if self._delta is not None and len(self._delta["deleted"]):
+            keep = ~np.isin(index.keys[positions], self._delta["deleted"])
+            scores, positions = scores[keep], positions[keep]
+        return scores, positions
+
+    # ---- what search reads --------------------------------------------------------------------------------------
+    def _allowed_ids(self, where: str | None) -> set[bytes] | None:
+        if not where:
+            return None
+        # Filters are SQL over the item rows; segments inherit their item's verdict.
+        return {i.encode() for i in self.items(where, ["id"]).column("id").to_pylist()}
+
+    def _rows(self) -> "_Rows":
         """All row vectors in memory for exact search, reloaded whenever the table has a new version."""
         version = self.store.version()
-        if self._cache is None or self._cache["version"] != version:
-            t = self.store.scan(None, ["key", "id", "kind", "modality", "start", "end", "vector"])
-            matrix = (np.asarray(t.column("vector").combine_chunks().flatten().to_numpy(), np.float32)
-                      .reshape(t.num_rows, self.dim) if t.num_rows else np.zeros((0, self.dim), np.float32))
-            self._cache = {"version": version, "matrix": matrix, "keys": t.column("key").to_numpy(),
-                           "ids": np.asarray(t.column("id").to_pylist(), dtype=object),
-                           "kinds": np.asarray(t.column("kind").to_pylist(), dtype=object),
-                           "modalities": np.asarray(t.column("modality").to_pylist(), dtype=object),
-                           "start": t.column("start").to_pylist(), "end": t.column("end").to_pylist()}
+        if self._cache is None or self._cache.version != version:
+            self._cache = _Rows.load(self.store, self.dim, version)
         return self._cache
 
-    def _mask(self, c: dict, modalities, where) -> np.ndarray:
-        mask = np.ones(len(c["keys"]), bool)
-        if modalities:
-            mask &= np.isin(c["modalities"], list(modalities))
-        if where:
-            # Filters are SQL over the item rows; segments inherit their item's verdict.
-            ok = set(self.items(where, ["id"]).column("id").to_pylist())
-            mask &= np.isin(c["ids"], list(ok))
-        return mask
+    def _index_for(self):
+        """The ANN search index for collections of at least ANN_MIN_ROWS rows, reconciled with the table: built
+        if missing; if the table moved on, rebuilt when much changed, else used with the changes scored exactly."""
+        from .search_index import SearchIndex
 
-    def _hydrate(self, hits: list[tuple[str, float, int]], c: dict, q: np.ndarray) -> list[Hit]:
-        if not hits:
+        n = self.store.count()
+        if n < ann_min_rows():
+            return None
+        version = self.store.version()
+        index = self._index if self._index is not None else SearchIndex.load(self.folder / "search")
+        if index is None:
+            index = SearchIndex.build(self.folder / "search", self.store, self.dim)
+        if index.version != version and (self._delta is None or self._delta["version"] != version):
+            keys = self.store.scan(None, ["key"]).column("key").to_numpy()
+            added = np.setdiff1d(keys, index.keys, assume_unique=True)
+            deleted = np.setdiff1d(index.keys, keys, assume_unique=True)
+            if len(index.keys) - index.n_base + len(added) + len(deleted) > REBUILD_AFTER:
+                index, self._delta = SearchIndex.build(self.folder / "search", self.store, self.dim), None
+            else:
+                self._delta = self._load_delta(index, added, deleted, version)
+        if index.version == version:
+            self._delta = None
+        self._index = index
+        return index
+
+    def _load_delta(self, index, added: np.ndarray, deleted: np.ndarray, version: int) -> dict:
+        """Rows added since the build join the index's arrays (scored exactly); deleted ones are masked out."""
+        if len(added):
+            index.extend(_Rows.load(self.store, self.dim, version, where=sql_in("key", added.tolist())))
+        return {"version": version, "deleted": deleted}
+
+    def refresh_index(self) -> bool:
+        """Bring the ANN index up to date with the records (after indexing); False below the ANN size."""
+        from .search_index import SearchIndex
+
+        if self.store.count() < ann_min_rows():
+            return False
+        self._index, self._delta = SearchIndex.build(self.folder / "search", self.store, self.dim), None
+        return True
+
+    def _hydrate(self, found: list[tuple[str, float]], rows, q: np.ndarray) -> list[Hit]:
+        if not found:
             return []
-        rows = {r["id"]: r for r in self.items(sql_in("id", [h[0] for h in hits]),
+        recs = {r["id"]: r for r in self.items(sql_in("id", [f[0] for f in found]),
                                                ["id", "modality", "paths", "meta"]).to_pylist()}
         out = []
-        for iid, score, j in hits:
-            r = rows.get(iid, {})
+        for iid, score in found:
+            r = recs.get(iid, {})
             start = end = None
             if r.get("modality") in ("audio", "video"):
-                start, end = self._best_segment(c, iid, q)
+                start, end = _best_segment(rows, iid, q)
             out.append(Hit(id=iid, score=score, modality=r.get("modality", ""), paths=r.get("paths") or [],
                            start=start, end=end, metadata=json.loads(r["meta"]) if r.get("meta") else {}))
         return out
 
-    @staticmethod
-    def _best_segment(c: dict, iid: str, q: np.ndarray) -> tuple[float | None, float | None]:
-        rows = np.flatnonzero((c["ids"] == iid) & (c["kinds"] == "segment"))
-        if not len(rows):
-            return None, None
-        j = rows[int(np.argmax(c["matrix"][rows] @ q))]
-        return c["start"][j], c["end"][j]
+
+def ann_min_rows() -> int:
+    """Collections with at least this many rows are searched through the ANN index (exact search below)."""
+    return int(os.environ.get("OMNIVEC_ANN_MIN_ROWS", "20000"))
+
+
+REBUILD_AFTER = 5000  # rows added or deleted since the index was built, beyond which it is rebuilt
+
+
+class _Rows:
+    """The columns search needs, in memory: vectors (n, d) and per-row key, item id, kind, modality, times."""
+
+    def __init__(self, version: int, keys, ids, kinds, modalities, start, end, vectors):
+        self.version, self.keys, self.ids, self.kinds = version, keys, ids, kinds
+        self.modalities, self.start, self.end, self.vectors = modalities, start, end, vectors
+
+    def vector_rows(self, positions: np.ndarray) -> np.ndarray:
+        return self.vectors[positions]
+
+    @classmethod
+    def load(cls, store, dim: int, version: int, where: str | None = None) -> "_Rows":
+        t = store.scan(where, ["key", "id", "kind", "modality", "start", "end", "vector"])
+        n = t.num_rows
+        vectors = (np.asarray(t.column("vector").combine_chunks().flatten().to_numpy(), np.float32).reshape(n, dim)
+                   if n else np.zeros((0, dim), np.float32))
+        return cls(version, t.column("key").to_numpy(), np.asarray(t.column("id").to_pylist(), "S16"),
+                   np.asarray([k == "segment" for k in t.column("kind").to_pylist()], np.int8),
+                   np.asarray(t.column("modality").to_pylist(), "S8"),
+                   np.asarray([np.nan if x is None else x for x in t.column("start").to_pylist()], np.float32),
+                   np.asarray([np.nan if x is None else x for x in t.column("end").to_pylist()], np.float32),
+                   vectors)
+
+
+def _best_segment(rows, iid: str, q: np.ndarray) -> tuple[float | None, float | None]:
+    """The segment of an audio or video item that matches the query best."""
+    pos = np.flatnonzero((rows.ids == iid.encode()) & (rows.kinds == 1))
+    if not len(pos):
+        return None, None
+    j = pos[int(np.argmax(rows.vector_rows(pos) @ q))]
+    return float(rows.start[j]), float(rows.end[j])
+
+
+def _content_hash(identity: str) -> str:
+    if len(identity) == 64 and all(c in "0123456789abcdef" for c in identity):
+        return identity
+    import hashlib
+
+    return hashlib.sha256(identity.encode()).hexdigest()
 
 
 def _listify(v) -> list:

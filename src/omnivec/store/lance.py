@@ -29,9 +29,11 @@ class LanceStore:
         import lancedb
 
         self.db = lancedb.connect(str(folder))
-        self.items = self.db.create_table("items", schema=record_schema(dim), exist_ok=True)
-        self.files = self.db.create_table("files", schema=FILES_SCHEMA, exist_ok=True)
-        self.errors = self.db.create_table("errors", schema=ERRORS_SCHEMA, exist_ok=True)
+        existing = set(self.db.list_tables().tables)
+        # Open what exists (its schema may have grown user-metadata columns); create what does not.
+        self.items, self.files, self.errors = (
+            self.db.open_table(name) if name in existing else self.db.create_table(name, schema=schema, exist_ok=True)
+            for name, schema in (("items", record_schema(dim)), ("files", FILES_SCHEMA), ("errors", ERRORS_SCHEMA)))
 
     # ---- records ------------------------------------------------------------------------------------------------
     def add_records(self, table: pa.Table) -> None:
