@@ -5,21 +5,16 @@ CLIP that omnivec trains itself on generated shapes, and says so."""
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
-import numpy as np
 import typer
 
 from ..errors import ModelNotFoundError
-from ..spaces import Embedding, load_space
+from ..spaces import load_space
+from ..store.collection import omnivec_home
 from .output import emit_json, err, out, table
 
 DEFAULT_SPACE = "clip-vit-b-32"
-
-
-def omnivec_home() -> Path:
-    return Path(os.environ.get("OMNIVEC_HOME", "~/.omnivec")).expanduser()
 
 
 def register(app: typer.Typer) -> None:
@@ -35,28 +30,28 @@ def register(app: typer.Typer) -> None:
         """Index a sample folder of images and videos, then search it by text, by image and for video moments."""
         from ..samples import make_sample_folder
 
+        from ..ingest import index
+        from ..store import open_collection
+
         sp, note = _space_for_demo(space, train_seconds, quiet=json_out)
         folder = folder or make_sample_folder(omnivec_home() / "demo" / "sample")
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-        t0 = time.perf_counter()
-        results = sp.embed_items([str(p) for p in files], on_error="return", progress=not json_out)
-        indexed = [r for r in results if isinstance(r, Embedding)]
-        failed = [r for r in results if not isinstance(r, Embedding)]
-        seconds = time.perf_counter() - t0
-        queries = _queries(sp, indexed, k)
-        report = {"space": sp.describe(), "note": note, "folder": str(folder), "indexed": len(indexed),
-                  "failed": [f.to_dict() for f in failed], "seconds": round(seconds, 2), "queries": queries}
+        col = open_collection(omnivec_home() / "collections" / f"demo-{sp.name}", space=sp, create=True)
+        summary = index(col, [folder], progress=not json_out)
+        queries = _queries(col, k)
+        report = {"space": sp.describe(), "note": note, "folder": str(folder), "collection": str(col.folder),
+                  "indexed": len(col), "run": summary.to_dict(), "failed": [e for e in col.errors()],
+                  "queries": queries}
         if json_out:
             emit_json(report)
         else:
             out.print(f"[bold]{note}[/bold]")
-            out.print(f"indexed {len(indexed)} files from {folder} in {seconds:.1f} s ({len(failed)} failed)")
+            out.print(f"collection {col.folder}: {len(col)} items ({summary.indexed} new this run, "
+                      f"{summary.seconds:.1f} s)")
             for q in queries:
                 table(f"{q['kind']}: {q['query']}", ["rank", "score", "item", "time"],
-                      [[i + 1, h["score"], Path(h["item"]).name, _span(h)] for i, h in enumerate(q["hits"])])
-            hits = [q for q in queries if q.get("expected")]
-            good = sum(q["top1_matches"] for q in hits)
-            out.print(f"top-1 hit shows the queried concept for {good} of {len(hits)} queries")
+                      [[i + 1, h["score"], Path(h["paths"][0]).name, _span(h)] for i, h in enumerate(q["hits"])])
+            good = sum(q["top1_matches"] for q in queries)
+            out.print(f"top-1 hit shows the queried concept for {good} of {len(queries)} queries")
 
 
 def _space_for_demo(name: str, train_seconds: float, quiet: bool):
@@ -78,51 +73,30 @@ def _space_for_demo(name: str, train_seconds: float, quiet: bool):
         return load_space(str(model_dir)), note
 
 
-def _queries(sp, indexed: list[Embedding], k: int) -> list[dict]:
-    from ..samples import CONCEPTS
-
-    if not indexed:
-        return []
-    # Search units: each image, and each video segment (so a hit can say *when* in the video).
-    units = []
-    for r in indexed:
-        units.append((r, None))
-        units.extend((r, s) for s in r.segments)
-    matrix = np.stack([(s.vector if s is not None else r.vector) for r, s in units])
-
-    def search(vec: np.ndarray, exclude: str | None = None, segments: bool = False) -> list[dict]:
-        scores = matrix @ vec
-        hits, seen = [], set()
-        for j in np.argsort(-scores, kind="stable"):
-            r, s = units[j]
-            if r.item == exclude or (s is None) == segments and r.modality == "video" or r.item in seen:
-                continue
-            seen.add(r.item)
-            hits.append({"item": r.item, "modality": r.modality, "score": round(float(scores[j]), 4),
-                         **({"start": s.start, "end": s.end} if s is not None else {})})
-            if len(hits) == k:
-                break
-        return hits
+def _queries(col, k: int) -> list[dict]:
+    from ..samples import CONCEPTS, VIDEOS
 
     queries = []
     for colour, shape in CONCEPTS[:4]:
         text = f"a {colour} {shape}"
-        hits = search(sp.embed_text([text])[0], segments=True)
-        queries.append({"kind": "text -> image/video", "query": text, "hits": hits, "expected": f"{colour}-{shape}",
+        hits = [h.to_dict() for h in col.search(text, k=k)]
+        queries.append({"kind": "text -> image/video", "query": text, "hits": hits,
                         "top1_matches": bool(hits) and _shows(hits[0], colour, shape)})
-    image = next((r for r in indexed if r.modality == "image"), None)
-    if image is not None:
-        name = Path(image.item).name
+    for modality in ("image", "video"):  # a photo finds other photos, and the moment in a video that shows it
+        images = col.items("modality = 'image'", ["id", "paths"]).to_pylist()
+        image = min(images, key=lambda r: (VIDEOS[0][0] != tuple(Path(r["paths"][0]).name.split("-")[:2]),
+                                           r["paths"][0]))  # a photo of a concept that a sample video shows
+        name = Path(image["paths"][0]).name
         colour, shape = name.split("-")[:2]
-        hits = search(image.vector, exclude=image.item)
-        queries.append({"kind": "image -> image", "query": name, "hits": hits, "expected": f"{colour}-{shape}",
+        hits = [h.to_dict() for h in col.search(like=image["id"], k=k, modalities=[modality])]
+        queries.append({"kind": f"image -> {modality}", "query": name, "hits": hits,
                         "top1_matches": bool(hits) and _shows(hits[0], colour, shape)})
     return queries
 
 
 def _shows(hit: dict, colour: str, shape: str) -> bool:
     """Does the hit show the concept? Images by file name; video segments by which half of the video matched."""
-    name = Path(hit["item"]).stem
+    name = Path(hit["paths"][0]).stem
     if hit["modality"] != "video":
         return name.startswith(f"{colour}-{shape}")
     first, _, second = name.partition("-then-")
@@ -132,4 +106,4 @@ def _shows(hit: dict, colour: str, shape: str) -> bool:
 
 
 def _span(hit: dict) -> str:
-    return f"{hit['start']:.0f}-{hit['end']:.0f} s" if "start" in hit else ""
+    return f"{hit['start']:.0f}-{hit['end']:.0f} s" if hit.get("start") is not None else ""
