@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import MediaError
 from ..media import DEFAULT_LIMITS, fetch_url, sniff
+from ..progress import ProgressBar
 from ..spaces import Embedding
 from ..store.collection import Collection
 from ..store.lance import sql_in
@@ -78,7 +79,7 @@ def index(col: Collection, inputs: Iterable[str | os.PathLike], *, sync: bool = 
     commit_every = commit_every or int(os.environ.get("OMNIVEC_COMMIT_EVERY", "64"))
     job = _Job(col, commit_every, commit_seconds)
     entries = list(sources(inputs, include_hidden))
-    bar = _Bar(len(entries)) if progress else None
+    bar = ProgressBar("indexing", len(entries), unit="files") if progress else None
     job.summary.seen = len(entries)
     try:
         work = job.plan(entries, bar)
@@ -312,25 +313,3 @@ def _hash_file(path: str, size: int, max_bytes: int) -> tuple[str, bytes]:
     except OSError as e:
         raise MediaError(path, f"cannot read: {e.strerror or e}", "fetch") from None
     return h.hexdigest(), head[:256]
-
-
-class _Bar:
-    """Progress with rate and ETA (rich, on stderr)."""
-
-    def __init__(self, total: int):
-        from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
-
-        self.progress = Progress(TextColumn("indexing"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                                 TimeRemainingColumn(), console=Console(stderr=True))
-        self.task = self.progress.add_task("index", total=total, rate="")
-        self.progress.start()
-
-    def advance(self) -> None:
-        speed = self.progress.tasks[0].speed
-        self.progress.update(self.task, advance=1, rate=f"{speed:.1f} files/s" if speed else "")
-
-    def close(self) -> None:
-        self.progress.stop()

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from ..errors import MediaError, ModalityError
+from ..progress import ProgressBar
 from ..media import DEFAULT_LIMITS, Limits, Media, decode_audio_stream, load_audio, load_image, sample_frames, to_media
 from .config import SpaceConfig
 from .pipeline import Batcher, Pending, pooled, prefetch, threaded
@@ -78,7 +79,7 @@ class Space:
         """Embedding records in input order. on_error="return" puts a MediaError in place of each failed item."""
         items = self._as_list(items)
         out: list[Result | None] = [None] * len(items)
-        bar = _progress(len(items)) if progress else None
+        bar = ProgressBar("embedding", len(items), transient=True) if progress else None
         for i, res in self.iter_embed(items, modality=modality):
             if isinstance(res, MediaError) and on_error == "raise":
                 raise res
@@ -263,25 +264,3 @@ class Space:
 
 def _is_audio_pair(x: Any) -> bool:
     return isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], np.ndarray) and isinstance(x[1], (int, np.integer))
-
-
-class _progress:
-    """A rich progress bar with rate and ETA on stderr."""
-
-    def __init__(self, total: int):
-        from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                                   TimeRemainingColumn)
-
-        self.bar = Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-                            TextColumn("[cyan]{task.fields[rate]}"),
-                            TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-        self.task = self.bar.add_task("embed", total=total, rate="")
-        self.bar.start()
-
-    def advance(self) -> None:
-        speed = self.bar.tasks[0].speed
-        self.bar.update(self.task, advance=1, rate=f"{speed:.1f} items/s" if speed else "")
-
-    def close(self) -> None:
-        self.bar.stop()
