@@ -41,7 +41,7 @@ FORMAT = "omnivec-ann"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 DEFAULT_M = 16                  # usearch "connectivity"; level 0 keeps 2*M neighbours
-DEFAULT_EF_CONSTRUCTION = 96    # usearch "expansion_add"
+DEFAULT_EF_CONSTRUCTION = 64    # usearch "expansion_add"; 96 builds ~2x slower for +1-2 points of recall at equal ef
 DEFAULT_EF_SEARCH = 48          # usearch "expansion_search"; always raised to the candidate count
 EXACT_BELOW = 4096              # indexes up to this size are searched exhaustively (int8), not via the graph
 _CLIP_QUANTILE = 0.99999        # components above this quantile (over a sample of the build set) saturate
@@ -172,7 +172,7 @@ class AnnIndex:
         floor = min(1.0, 4.0 / np.sqrt(d))      # for tiny build sets: never overfit to a few vectors
         if len(v) == 0:
             return 127.0 / floor
-        sample = v if len(v) <= 100_000 else v[np.random.default_rng(0).choice(len(v), 100_000, replace=False)]
+        sample = v if len(v) <= 100_000 else v[np.sort(np.random.default_rng(0).choice(len(v), 100_000, replace=False))]
         clip = float(np.quantile(np.abs(sample), _CLIP_QUANTILE))
         clip = min(max(clip, floor), max(float(np.abs(sample).max()), 1e-12))
         return 127.0 / clip
@@ -195,7 +195,7 @@ class AnnIndex:
             present = np.asarray(self._index.contains(keys.astype(np.uint64)), dtype=bool).reshape(-1)
             if present.any():
                 raise ValueError(f"ids already in the index: {keys[present][:5].tolist()}")
-            step = 262_144                         # bounds the int8 copy made per call
+            step = 65_536                          # bounds the float32 temporary made while quantising
             for s in range(0, len(v), step):
                 self._index.add(keys[s:s + step].astype(np.uint64), self._quantise(v[s:s + step]),
                                 threads=self._threads)
@@ -303,6 +303,7 @@ class AnnIndex:
                 n = len(self._index)
             size, digest = _fsync_and_hash(tmp)
             os.replace(tmp, folder / name)
+            _fsync_dir(folder)
             manifest = {
                 "format": FORMAT, "format_version": FORMAT_VERSION, "library": "usearch",
                 "index_file": name, "index_bytes": size, "index_sha256": digest,

@@ -1,0 +1,131 @@
+"""Learned semantics: a tiny CLIP trained on the shapes world retrieves held-out scenes.
+
+The model is trained once per module (about a minute on 2 CPU cores), saved in
+Hugging Face hub layout, then driven both through raw transformers and through
+omnivec's public API with PNG files on disk.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from omnivec.train import load_or_train_shapes_clip, read_recipe, write_clip_tokenizer
+from omnivec.train.recipes import make_processor
+from omnivec.train.shapes import Scene, evaluation_scenes
+
+MIN_RECALL = 0.9
+EVAL_SEED = 2024  # not the seed whose held-out recall the recipe records itself
+HUB_FILES = (
+    "config.json", "model.safetensors", "vocab.json", "merges.txt", "tokenizer_config.json",
+    "special_tokens_map.json", "preprocessor_config.json", "omnivec_recipe.json",
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def offline():
+    # Everything must load from the directory alone; there is no hub here.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("TRANSFORMERS_OFFLINE", "1")
+        yield
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("shapes_clip_cache")
+
+
+@pytest.fixture(scope="module")
+def model_dir(cache_dir: Path) -> Path:
+    return load_or_train_shapes_clip(cache_dir)
+
+
+@pytest.fixture(scope="module")
+def heldout(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> tuple[list[Scene], list[Path]]:
+    """One held-out scene per (colour, shape), written to PNG files."""
+    image_size = read_recipe(model_dir)["image_size"]
+    scenes = evaluation_scenes(seed=EVAL_SEED, split="heldout")
+    folder = tmp_path_factory.mktemp("heldout_png")
+    paths = []
+    for i, scene in enumerate(scenes):
+        path = folder / f"{i:02d}_{scene.colour}_{scene.shape}.png"
+        scene.render(image_size).save(path)
+        paths.append(path)
+    return scenes, paths
+
+
+def recall_at_1(text: np.ndarray, images: np.ndarray) -> float:
+    """Fraction of queries whose own image (same index) is the top-1 match."""
+    return float(np.mean(np.argmax(text @ images.T, axis=1) == np.arange(len(text))))
+
+
+def test_tokenizer_reproduces_open_clip_ids(tmp_path: Path) -> None:
+    open_clip = pytest.importorskip("open_clip")
+    from transformers import CLIPTokenizer
+
+    tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer(tmp_path))
+    reference = open_clip.get_tokenizer("ViT-B-32")
+    texts = ["a red circle", "A small BLUE square on yellow!", "a picture of a purple star, isn't it?"]
+    for text, ids in zip(texts, reference(texts)):
+        expected = [int(i) for i in ids if i != 0]
+        assert expected[0] == 49406 and expected[-1] == 49407
+        assert tokenizer(text)["input_ids"] == expected
+    assert tokenizer.pad_token == "<|endoftext|>" and tokenizer.model_max_length == 77
+
+
+def test_hub_layout_and_recipe(model_dir: Path) -> None:
+    for name in HUB_FILES:
+        assert (model_dir / name).is_file(), name
+    recipe = read_recipe(model_dir)
+    assert recipe["steps"] > 0 and np.isfinite(recipe["final_loss"])
+    assert recipe["heldout_recall_at_1"]["short"] >= MIN_RECALL
+    # Nothing half-written is left beside the finished model.
+    assert [p.name for p in model_dir.parent.iterdir()] == [model_dir.name]
+
+
+def test_cached_model_is_reused(cache_dir: Path, model_dir: Path) -> None:
+    before = (model_dir / "model.safetensors").stat().st_mtime_ns
+    start = time.perf_counter()
+    assert load_or_train_shapes_clip(cache_dir) == model_dir
+    assert time.perf_counter() - start < 5
+    assert (model_dir / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_reloads_offline_with_same_preprocessing(model_dir: Path, heldout) -> None:
+    from PIL import Image
+    from transformers import AutoModel, AutoProcessor
+
+    scenes, paths = heldout
+    processor = AutoProcessor.from_pretrained(model_dir)
+    images = [Image.open(p) for p in paths]
+    trained_with = make_processor(model_dir, read_recipe(model_dir)["image_size"])
+    reloaded = processor(images=images, return_tensors="pt")["pixel_values"]
+    original = trained_with(images=images, return_tensors="pt")["pixel_values"]
+    assert torch.equal(reloaded, original)
+
+    model = AutoModel.from_pretrained(model_dir).eval()
+    captions = [s.caption("short") for s in scenes]
+    with torch.no_grad():
+        text = model.get_text_features(**processor(text=captions, padding=True, return_tensors="pt")).pooler_output
+        image = model.get_image_features(pixel_values=reloaded).pooler_output
+    text = torch.nn.functional.normalize(text, dim=-1).numpy()
+    image = torch.nn.functional.normalize(image, dim=-1).numpy()
+    assert recall_at_1(text, image) >= MIN_RECALL
+
+
+def test_heldout_recall_through_public_api(model_dir: Path, heldout) -> None:
+    import omnivec
+
+    scenes, paths = heldout
+    space = omnivec.load_space(str(model_dir))
+    text = space.embed_text([s.caption("short") for s in scenes])
+    images = space.embed_image([str(p) for p in paths])
+    for emb in (text, images):
+        assert emb.dtype == np.float32 and emb.shape[0] == len(scenes)
+        assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)
+    assert recall_at_1(text, images) >= MIN_RECALL
