@@ -144,8 +144,9 @@ def test_large_jpeg_is_decoded_at_reduced_size(big_jpeg, media_dir, size):
 
 def test_space_uses_reduced_decode(big_jpeg, tiny_clip):
     res = tiny_clip.embed_items([big_jpeg])[0]
-    # tiny_clip needs 32 px; the largest libjpeg reduction is 1/8: 500x375.
-    assert (res.info["width"], res.info["height"]) == (500, 375)
+    # tiny_clip needs 32 px; the largest libjpeg reduction is 1/8: 500x375. The record keeps the file's size.
+    assert (res.info["width"], res.info["height"]) == (4000, 3000)
+    assert res.info["decoded_size"] == [500, 375]
 
 
 def _forbid_decoding(monkeypatch):

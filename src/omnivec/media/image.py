@@ -24,6 +24,8 @@ def load_image(media: Media, limits: Limits = DEFAULT_LIMITS, min_size: int | No
             _check_pixels(media.name, im.size, limits)
             if getattr(im, "n_frames", 1) > 1:
                 im.seek(0)  # animated GIF/WebP/TIFF: the first frame stands for the image
+            w, h = im.size  # the stored size, upright (records describe the file, not the reduced decode)
+            media.meta.update(width=h, height=w) if _orientation(im) in (5, 6, 7, 8) else media.meta.update(width=w, height=h)
             if min_size and im.format == "JPEG":
                 im.draft("RGB", _draft_request(im.size, min_size, _orientation(im)))
             im.load()

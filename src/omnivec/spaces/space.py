@@ -172,7 +172,9 @@ class Space:
     def _parts_image(self, media: Media, p: Pending) -> list:
         reduce_to = self.backend.image_size if self.config.image.reduced_decode else None
         image = load_image(media, self.limits, min_size=reduce_to)
-        p.info.update(width=image.width, height=image.height, **media.meta)
+        p.info.update({"width": image.width, "height": image.height, **media.meta})
+        if (image.width, image.height) != (p.info["width"], p.info["height"]):
+            p.info["decoded_size"] = [image.width, image.height]  # a reduced-size JPEG decode
         return [self.backend.preprocess_image(image)]
 
     def _parts_audio(self, media: Media, p: Pending) -> list:
