@@ -6,9 +6,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 
-# MKL picks its GEMM kernels by matrix shape, so a row's result depended on how many rows shared its batch
-# (last-bit differences). Strict conditional numerical reproducibility makes every row's result independent of its
-# batch companions: the same input gives the same vector, bit for bit. MKL reads this at its first call.
+# Set again here for code that imports a backend module directly (see omnivec/__init__.py for why).
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 import numpy as np
