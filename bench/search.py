@@ -466,12 +466,17 @@ def main(argv: list[str] | None = None) -> int:
         ov = Omnivec(base, queries, truth, args, log)
         ours = ov.row()
         log(f"  omnivec: ef={ours['setting']['ef']} recall {ours['recall']:.4f} p50 {ours['p50_ms']:.3f} ms")
-        rows, matched = [ours], {}
+        rows, matched, failed = [ours], {}, {}
         for name, runner in (("lancedb", run_lancedb), ("milvus", run_milvus)):
             if name in skip:
                 continue
             log(f"{name} ...")
-            r = runner(base, queries, truth, args, work, log)
+            try:
+                r = runner(base, queries, truth, args, work, log)
+            except Exception as e:                 # a baseline failing must not lose the other results
+                log(f"  {name} failed: {type(e).__name__}: {e}")
+                failed[name] = f"{type(e).__name__}: {e}"
+                continue
             rows.append(r)
             # compare at equal or better recall: if the baseline's is higher, re-time omnivec at the cheapest
             # ef whose tuning recall reaches it
@@ -523,6 +528,8 @@ def main(argv: list[str] | None = None) -> int:
           f"recall {ours['int8_only']['recall']:.4f}, "
           f"p50 {ours['int8_only']['p50_ms']:.3f} ms; save {ours['save_s']:.1f}s, load {ours['load_s']:.1f}s, "
           f"file {ours['file_bytes_per_vector']:.0f} B/vec")
+    for k, v in failed.items():
+        print(f"{k} FAILED: {v}")
     for k, v in targets.items():
         print(f"target {k}: {'met' if v else 'NOT met'}")
     if args.json:
@@ -530,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": cmd, "started": started.isoformat(), "machine": machine(), "versions": versions(),
             "load_average": {"start": load_before, "end": load_after}, "n": args.n, "queries": args.queries,
             "dim": args.dim, "clusters": args.clusters, "data": args.data, "neighbour_cosines": profile,
-            "exact_s": exact_s, "rows": rows, "ratios": ratios,
+            "exact_s": exact_s, "rows": rows, "ratios": ratios, "failed": failed,
             "targets": targets}, indent=1, default=str))
     return 0
 
