@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -64,7 +65,15 @@ def shapes_clip_dir(omnivec_home) -> Path:
     """The small CLIP trained on generated shapes (train/recipes.py), in hub layout; trained once per session."""
     from omnivec.train.recipes import load_or_train_shapes_clip
 
-    return load_or_train_shapes_clip(omnivec_home / "models")
+    # Developers may keep one trained copy across runs (OMNIVEC_TEST_MODEL_CACHE); CI trains it fresh. The copy
+    # under OMNIVEC_HOME is what the demo finds, so it is placed there either way.
+    cache = os.environ.get("OMNIVEC_TEST_MODEL_CACHE")
+    if not cache:
+        return load_or_train_shapes_clip(omnivec_home / "models")
+    trained = load_or_train_shapes_clip(cache)
+    target = omnivec_home / "models" / trained.name
+    shutil.copytree(trained, target, dirs_exist_ok=True)
+    return target
 
 
 @pytest.fixture(scope="session")

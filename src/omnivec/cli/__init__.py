@@ -4,19 +4,23 @@ Exit codes: 0 all good; 1 some inputs failed (the rest were done); 2 bad usage o
 3 model weights not found; 4 a space asked for a modality it does not cover."""
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import sys
 
 import typer
 
 from ..errors import ConfigError, MediaError, ModalityError, ModelNotFoundError, OmnivecError
-from . import collections, demo, embed, spaces
 
 app = typer.Typer(name="omnivec", help="Text, images, audio and video in one vector space.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-spaces.register(app)
-embed.register(app)
-demo.register(app)
-collections.register(app)
+
+# Every module of this package that defines `register(app)` adds its commands; a new command group is a new
+# module, with no list to keep in step. Command modules import heavy libraries inside their commands.
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    _module = importlib.import_module(f"{__name__}.{_info.name}")
+    if hasattr(_module, "register"):
+        _module.register(app)
 
 EXIT_CODES = [(ModelNotFoundError, 3), (ModalityError, 4), (ConfigError, 2), (MediaError, 1), (OmnivecError, 1)]
 
