@@ -18,8 +18,10 @@ import numpy as np
 
 from ..errors import MediaError
 from ..media import DEFAULT_LIMITS, fetch_url, sniff
+from ..media.document import chunk, chunk_budget, document_mime, extract, read_document
 from ..progress import ProgressBar
-from ..spaces import Embedding
+from ..spaces import Embedding, Segment
+from ..spaces.pooling import pool
 from ..store.collection import Collection
 from ..store.lance import sql_in
 from .manifest import is_manifest, read_manifest
@@ -52,6 +54,7 @@ class _Entry:
     mtime_ns: int | None = None
     content_hash: str | None = None
     data: bytes | None = None   # a downloaded URL's bytes
+    mime: str | None = None     # a text document's type (text/plain, text/markdown, text/html, application/pdf)
 
 
 def sources(inputs: Iterable[str | os.PathLike], include_hidden: bool = False) -> Iterator[tuple[str, dict]]:
@@ -91,6 +94,7 @@ def index(col: Collection, inputs: Iterable[str | os.PathLike], *, sync: bool = 
                 if bar:
                     bar.advance()
                 job.maybe_flush()
+        job.embed_documents(bar)
         job.flush()
         if sync:
             job.sync({loc for loc, _ in entries}, [str(Path(str(s)).expanduser().resolve()) for s in inputs])
@@ -117,8 +121,10 @@ class _Job:
         self.known = col.known_hashes()
         self.inflight: dict[str, list[_Entry]] = {}     # hash -> later paths with the same bytes
         self.embedding: list[_Entry] = []               # what iter_embed's index i refers to
+        self.documents: list[_Entry] = []               # text documents, chunked and embedded after the media
         self.rows: list[dict] = []
         self.path_updates: dict[str, set[str]] = {}     # stored hash -> paths to add to its records
+        self.path_removals: dict[str, set[str]] = {}    # stored hash -> paths edited in place since
         self.file_rows: list[dict] = []
         self.error_rows: list[dict] = []
         self.cleared: list[str] = []
@@ -140,6 +146,10 @@ class _Job:
                 self.embedding.append(e)
                 self.inflight[e.content_hash] = []
                 yield e
+                continue
+            if verdict == "document":
+                self.documents.append(e)
+                self.inflight[e.content_hash] = []
                 continue
             if bar:
                 bar.advance()
@@ -167,6 +177,9 @@ class _Job:
                 self.summary.unchanged += 1
                 return "unchanged"
             e.content_hash, head = _hash_file(e.location, e.size, self.limits.max_bytes)
+            if prev and prev.get("content_hash") and prev["content_hash"] != e.content_hash:
+                # Edited in place: the path no longer holds the old content, so it leaves that record.
+                self.path_removals.setdefault(prev["content_hash"], set()).add(e.location)
         if e.content_hash in self.known:
             self._add_path(e)
             return "duplicate"
@@ -174,6 +187,11 @@ class _Job:
             self.inflight[e.content_hash].append(e)
             return "duplicate"
         kind = sniff(head)
+        e.mime = document_mime(e.location, head)
+        if e.mime is not None:  # text documents are chunked; each chunk is embedded as text
+            kind = ("text", e.mime)
+            if "text" in self.modalities:
+                return "document"
         if kind is not None and kind[0] not in self.modalities:
             reason = f"{kind[0]} not covered by space {self.space_name}"
             self.summary.skipped[reason] += 1
@@ -205,10 +223,54 @@ class _Job:
                       width=info.get("width"), height=info.get("height"), duration=info.get("duration"),
                       taken_at=info.get("taken_at"), year=year, lat=info.get("lat"), lon=info.get("lon"), mtime=mtime)
         rows = [self.col.record(e.content_hash, "item", -1, emb.vector, meta=e.meta, **common)]
+        chunks = info.get("chunks") or []  # a document's segments are its text chunks
         for n, s in enumerate(emb.segments):
             rows.append(self.col.record(e.content_hash, "segment", n, s.vector, start=s.start, end=s.end,
-                                        meta=e.meta, **common))
+                                        meta=e.meta, **common, **(chunks[n] if n < len(chunks) else {})))
         return rows
+
+    # ---- text documents ---------------------------------------------------------------------------------------
+    def embed_documents(self, bar, batch_chunks: int = 256) -> None:
+        """Extract and chunk each queued document, embed the chunks through the space's text encoder (batched
+        across documents), and store the document as an item (length-weighted mean of its chunks) whose segments
+        are the chunks."""
+        pending: list[tuple[_Entry, list]] = []
+        for n, e in enumerate(self.documents, 1):
+            try:
+                doc = extract(e.data, e.location, e.mime, self.limits) if e.data is not None \
+                    else read_document(e.location, self.limits, e.mime)
+                # The space (and its model) loads only once a document has text to embed.
+                pending.append((e, chunk(doc, chunk_budget(self.col.space.backend.max_text_tokens))))
+            except MediaError as err:
+                self._document_done(e, err, bar)
+            if pending and (n == len(self.documents) or sum(len(c) for _, c in pending) >= batch_chunks):
+                texts = [c.text for _, cs in pending for c in cs]
+                results = self.col.space.embed_items(texts, modality="text", on_error="return")
+                for e_, chunks_ in pending:
+                    mine, results = results[:len(chunks_)], results[len(chunks_):]
+                    self._document_done(e_, self._document_embedding(e_, chunks_, mine), bar)
+                pending = []
+        self.documents = []
+
+    def _document_embedding(self, e: _Entry, chunks: list, results: list) -> Embedding | MediaError:
+        failed = next((r for r in results if isinstance(r, MediaError)), None)
+        if failed is not None:
+            return MediaError(e.location, f"chunk {results.index(failed)}: {failed.cause}", failed.stage)
+        vectors = np.stack([r.vector for r in results])
+        space = self.col.space
+        fields = [{"chunk_text": c.text, "chunk_start": c.start, "chunk_end": c.end,
+                   **({"chunk_page": c.page} if c.page is not None else {}),
+                   **({"chunk_heading": c.heading} if c.heading else {})} for c in chunks]
+        return Embedding(item=e.location, modality="text", vector=pool(vectors, [len(c.text) for c in chunks]),
+                         space=space.name, model=space.model, version=space.version,
+                         segments=[Segment(None, None, v) for v in vectors],
+                         info={"mime": e.mime, "chunks": fields})
+
+    def _document_done(self, e: _Entry, res: Embedding | MediaError, bar) -> None:
+        self.done(e, res)
+        if bar:
+            bar.advance()
+        self.maybe_flush()
 
     def _add_path(self, e: _Entry) -> None:
         self.summary.duplicates += 1
@@ -232,11 +294,13 @@ class _Job:
 
     def flush(self) -> None:
         store = self.col.store
-        if not (self.rows or self.path_updates or self.file_rows or self.error_rows):
+        if not (self.rows or self.path_updates or self.path_removals or self.file_rows or self.error_rows):
             return
         self.commits += 1
         self.col.write_records(self.rows)                 # 1. new content (atomic)
         self._apply_path_updates()                        # 2. extra paths of stored content
+        self.known -= _detach_paths(store, self.path_removals)  # and paths whose file now holds other bytes
+        self.path_removals = {}
         ok_paths = [r["path"] for r in self.file_rows if r["status"] != "failed"]
         store.clear_errors(ok_paths + [r["path"] for r in self.error_rows])
         store.add_errors(self.error_rows)                 # 3. failures are data
@@ -274,30 +338,41 @@ class _Job:
         if not gone:
             return
         store = self.col.store
-        gone_set = set(gone)
-        hashes = {self.files[p]["content_hash"] for p in gone if self.files[p].get("content_hash")}
-        if hashes:
-            t = store.scan(sql_in("content_hash", hashes))
-            keep, dead = [], set()
-            for r in t.to_pylist():
-                left = [p for p in (r["paths"] or []) if p not in gone_set]
-                if left:
-                    if left != r["paths"]:
-                        r["paths"] = left
-                        keep.append(r)
-                else:
-                    dead.add(r["content_hash"])
-            if keep:
-                import pyarrow as pa
-
-                store.upsert_records(pa.Table.from_pylist(keep, schema=t.schema))
-            if dead:
-                store.delete_records(sql_in("content_hash", dead))
+        detach: dict[str, set[str]] = {}
+        for p in gone:
+            if self.files[p].get("content_hash"):
+                detach.setdefault(self.files[p]["content_hash"], set()).add(p)
+        _detach_paths(store, detach)
         store.clear_errors(gone)
         store.delete_files(gone)
         for p in gone:
             self.files.pop(p, None)
         self.summary.removed = len(gone)
+
+
+def _detach_paths(store, detach: dict[str, set[str]]) -> set[str]:
+    """Remove paths from the records of the given content hashes; content that no path holds any more is deleted
+    (its hash is returned). Idempotent, so a crash between this and the files-table commit is repaired by the
+    next run."""
+    if not detach:
+        return set()
+    import pyarrow as pa
+
+    t = store.scan(sql_in("content_hash", list(detach)))
+    keep, dead = [], set()
+    for r in t.to_pylist():
+        left = [p for p in (r["paths"] or []) if p not in detach[r["content_hash"]]]
+        if left:
+            if left != r["paths"]:
+                r["paths"] = left
+                keep.append(r)
+        else:
+            dead.add(r["content_hash"])
+    if keep:
+        store.upsert_records(pa.Table.from_pylist(keep, schema=t.schema))
+    if dead:
+        store.delete_records(sql_in("content_hash", dead))
+    return dead
 
 
 def _hash_file(path: str, size: int, max_bytes: int) -> tuple[str, bytes]:
