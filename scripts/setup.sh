@@ -22,4 +22,6 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check \
   "torch==2.14.1" "torchvision==0.29.1" -e ".[${extras}]"
 # The clip-retrieval package pins old numpy/pyarrow/open_clip; the tests only need its client module (requests).
-[ "$extras" != "test" ] || .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "clip-retrieval==2.45.0"
+# Likewise CLIP_benchmark: the metric tests import its own code; it needs only torch, tqdm and scikit-learn.
+[ "$extras" != "test" ] || .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps \
+  "clip-retrieval==2.45.0" "clip_benchmark==1.6.2"

@@ -85,3 +85,14 @@ def test_text_vectors_do_not_depend_on_batch_companions(tiny_clip):
 def test_bad_override_is_a_config_error(tiny_clip_dir):
     with pytest.raises(omnivec.ConfigError):
         omnivec.load_space(str(tiny_clip_dir), overrides={"nope": {}})
+
+
+def test_large_text_batches_survive_concurrent_token_counting(tiny_clip):
+    # Token counting runs on the decode threads while the model's batch is tokenised; with a shared fast
+    # tokenizer and no lock this failed about one call in three at 160 texts of mixed length.
+    rng = np.random.default_rng(0)
+    words = ["red", "blue", "circle", "square", "on", "a", "large", "small", "picture", "of"]
+    texts = [" ".join(rng.choice(words, int(rng.integers(1, 30)))) for _ in range(160)]
+    first = tiny_clip.embed_text(texts)
+    for _ in range(8):
+        assert np.array_equal(tiny_clip.embed_text(texts), first)

@@ -4,6 +4,7 @@ Backends return L2-normalised float32 numpy arrays and nothing framework-specifi
 from __future__ import annotations
 
 import os
+import threading
 from abc import ABC, abstractmethod
 
 # Set again here for code that imports a backend module directly (see omnivec/__init__.py for why).
@@ -22,6 +23,10 @@ class Backend(ABC):
     image_size: int | None = None
     sample_rate: int | None = None
     audio_window_seconds: float | None = None
+    # Fast tokenizers keep padding/truncation settings as shared state: token counting on the decode threads and
+    # tokenising for the model at the same time corrupt each other's batches. Every tokenizer call holds this.
+    # One lock for all backends: tokenising is cheap next to the forward pass, which runs outside it.
+    tokenizer_lock = threading.Lock()
 
     @abstractmethod
     def count_tokens(self, texts: list[str]) -> list[int]:

@@ -57,14 +57,16 @@ class TransformersBackend(Backend):
             self.audio_kwargs = {} if fused else {"truncation": "rand_trunc"}
 
     def count_tokens(self, texts: list[str]) -> list[int]:
-        ids = self.tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
+        with self.tokenizer_lock:
+            ids = self.tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
         return [len(x) for x in ids]
 
     @torch.inference_mode()
     def encode_text(self, texts: list[str]) -> np.ndarray:
         # The tokenizer's own model_input_names decide whether an attention mask goes in (SigLIP: none).
-        tok = self.tokenizer(texts, padding=self.padding, truncation=True, max_length=self.text_length,
-                             return_tensors="pt").to(self.device)
+        with self.tokenizer_lock:
+            tok = self.tokenizer(texts, padding=self.padding, truncation=True, max_length=self.text_length,
+                                 return_tensors="pt").to(self.device)
         return normalise(_features(self.model.get_text_features(**tok)))
 
     def preprocess_image(self, image: Image.Image) -> torch.Tensor:

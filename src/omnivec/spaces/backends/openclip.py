@@ -46,14 +46,17 @@ class OpenClipBackend(Backend):
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         tok = self.tokenizer
-        if hasattr(tok, "encode"):           # open_clip's CLIP BPE tokenizer
-            return [len(tok.encode(t)) for t in texts]
-        ids = tok.tokenizer(texts, add_special_tokens=False)["input_ids"]  # HFTokenizer wrapper (SigLIP etc.)
+        with self.tokenizer_lock:
+            if hasattr(tok, "encode"):           # open_clip's CLIP BPE tokenizer
+                return [len(tok.encode(t)) for t in texts]
+            ids = tok.tokenizer(texts, add_special_tokens=False)["input_ids"]  # HFTokenizer wrapper (SigLIP etc.)
         return [len(x) for x in ids]
 
     @torch.inference_mode()
     def encode_text(self, texts: list[str]) -> np.ndarray:
-        return normalise(self.model.encode_text(self.tokenizer(texts).to(self.device)))
+        with self.tokenizer_lock:
+            tokens = self.tokenizer(texts)
+        return normalise(self.model.encode_text(tokens.to(self.device)))
 
     def preprocess_image(self, image: Image.Image) -> torch.Tensor:
         return self.preprocess(image)
