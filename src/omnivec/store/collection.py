@@ -59,7 +59,12 @@ class Hit:
 
 def open_collection(name_or_path: str | os.PathLike, *, space: Space | str | None = None,
                     create: bool = False) -> "Collection":
-    """Open a collection; with create=True and a space, make it if it does not exist."""
+    """Open a collection; with create=True and a space, make it if it does not exist. A `milvus://host:port/name`
+    location keeps the records in a Milvus server (store/milvus.py)."""
+    if str(name_or_path).startswith("milvus://"):
+        from .milvus import open_milvus_collection  # pymilvus is imported only for Milvus collections
+
+        return open_milvus_collection(str(name_or_path), space=space, create=create)
     folder = collection_path(name_or_path)
     if (folder / INFO_FILE).is_file():
         col = Collection(folder)
@@ -77,12 +82,14 @@ def open_collection(name_or_path: str | os.PathLike, *, space: Space | str | Non
 
 
 class Collection:
-    def __init__(self, folder: Path, space: Space | None = None):
+    def __init__(self, folder: Path, space: Space | None = None, *, store=None, info: dict | None = None):
+        """A collection in `folder` (the embedded store), or over another `store` with its pinning `info`."""
         self.folder = Path(folder)
-        self.info = json.loads((self.folder / INFO_FILE).read_text())
+        self.info = info if info is not None else json.loads((self.folder / INFO_FILE).read_text())
         if self.info.get("format") != FORMAT:
             raise ConfigError(f"{self.folder}: collection format {self.info.get('format')} is not {FORMAT}")
-        self.store = LanceStore(self.folder / "db", self.dim)
+        self.store = store if store is not None else LanceStore(self.folder / "db", self.dim)
+        self.location = getattr(store, "uri", None) or str(self.folder)  # what to pass to open_collection
         self._space = space
         self._cache: _Rows | None = None      # exact search: every row in memory (small collections)
         self._index = None                    # ANN search index (large collections)
@@ -148,9 +155,10 @@ class Collection:
         vectors = np.asarray(vectors, np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise SpaceMismatchError(f"collection {self.name!r} holds {self.dim}-d vectors, got shape {vectors.shape}")
-        known = self.known_hashes()
+        hashes = [_content_hash(x) for x in ids]
+        known = self.stored_hashes(hashes)
         rows = []
-        for i, h in enumerate(_content_hash(x) for x in ids):
+        for i, h in enumerate(hashes):
             if h in known:
                 continue
             known.add(h)
@@ -187,6 +195,73 @@ class Collection:
 
     def known_hashes(self) -> set[str]:
         return set(self.store.scan("kind = 'item'", ["content_hash"]).column("content_hash").to_pylist())
+
+    def stored_hashes(self, hashes: Sequence[str]) -> set[str]:
+        """Which of these content hashes are stored: a cost that follows the batch, not the collection (a
+        server-side store would otherwise send every hash it holds for each batch added)."""
+        found: set[str] = set()
+        unique = sorted(set(hashes))
+        for i in range(0, len(unique), 5000):
+            t = self.store.scan(sql_in("content_hash", unique[i:i + 5000]) + " AND kind = 'item'", ["content_hash"])
+            found.update(t.column("content_hash").to_pylist())
+        return found
+
+    def update_metadata(self, item_ids: Sequence[str], values: dict[str, Sequence[Any]]) -> int:
+        """Set metadata fields of stored items in one atomic commit, leaving their vectors as they are.
+
+        Contract (for every store): `item_ids` are item ids or content hashes, each at most once; `values` maps a
+        field name to one value per item, aligned with `item_ids`. A value is a bool, int, float, str, a list of
+        those, a dict, or None. Each field is merged into the item's `meta` JSON (None removes the key), so hits
+        carry it, and is a column of the item row for `where` filters: scalars and lists of scalars as typed
+        columns (a list is queried with `array_has(field, 'x')`), dicts as JSON text, None as null. A field seen
+        for the first time is added as a column first (a schema change; other rows get nulls); then every value
+        of the call is written in a single commit, so readers see all of it or none of it. Only item rows change
+        (segments follow their item in filters). Built-in fields other than year, taken_at, lat and lon cannot be
+        set. Unknown ids raise OmnivecError; a value that does not fit its field's existing column type raises
+        ConfigError. Returns the number of items updated."""
+        ids = list(item_ids)
+        if len(set(ids)) != len(ids):
+            raise ConfigError("update_metadata: an item is listed more than once")
+        for name, column in values.items():
+            if name in ("meta", "vector") or (name in BUILTIN_COLUMNS and name not in USER_SETTABLE):
+                raise ConfigError(f"update_metadata: {name!r} is a built-in field and cannot be set")
+            if len(column) != len(ids):
+                raise ConfigError(f"update_metadata: {len(column)} values of {name!r} for {len(ids)} items")
+        if not ids or not values:
+            return 0
+        rows: dict[str, dict] = {}
+        for i in range(0, len(ids), 1000):
+            chunk = ids[i:i + 1000]
+            for col_name, group in (("id", [x for x in chunk if len(x) <= 16]),
+                                    ("content_hash", [x for x in chunk if len(x) > 16])):
+                if group:
+                    for r in self.items(sql_in(col_name, group), ["key", "id", "content_hash", "meta"]).to_pylist():
+                        rows[r[col_name]] = r
+        missing = [x for x in ids if x not in rows]
+        if missing:
+            raise OmnivecError(f"collection {self.name!r} has no item {missing[0]!r}"
+                               + (f" (and {len(missing) - 1} more unknown ids)" if len(missing) > 1 else ""))
+        plain = {name: [_plain(v) for v in column] for name, column in values.items()}
+        metas = []
+        for j, x in enumerate(ids):
+            meta = json.loads(rows[x]["meta"]) if rows[x]["meta"] else {}
+            for name, column in plain.items():
+                if column[j] is None:
+                    meta.pop(name, None)
+                else:
+                    meta[name] = column[j]
+            metas.append(json.dumps(meta, sort_keys=True, default=str) if meta else None)
+        known = set(self.store.columns())
+        plain = {name: column for name, column in plain.items()  # clearing a field that was never a column
+                 if name in known or any(v is not None for v in column)}
+        types = {name: _field_type(name, column) for name, column in plain.items()}
+        self.store.add_columns([pa.field(name, types[name]) for name in plain if name not in known])
+        arrays = {"key": pa.array([rows[x]["key"] for x in ids], pa.int64()), "meta": pa.array(metas, pa.string())}
+        for name, column in plain.items():  # the store casts to an existing column's type, or says why not
+            arrays[name] = pa.array([json.dumps(v, sort_keys=True) if isinstance(v, dict) else v for v in column],
+                                    types[name])
+        self.store.update_records(pa.table(arrays))
+        return len(ids)
 
     # ---- reading ------------------------------------------------------------------------------------------------
     def get(self, item: str) -> dict:
@@ -249,6 +324,12 @@ class Collection:
         q = np.asarray(q, np.float32).reshape(-1)
         if q.shape[0] != self.dim:
             raise SpaceMismatchError(f"query has {q.shape[0]} dimensions; collection {self.name!r} has {self.dim}")
+        if hasattr(self.store, "search"):  # an engine with its own index (Milvus) ranks and filters the rows
+            found = self.store.search(q, k=k, where=where, modalities=modalities, exclude=sorted(exclude),
+                                      min_score=min_score)
+            media = [i for i, _ in found]
+            segments = sql_in("id", media) + " AND kind = 'segment'"  # for the best window of audio and video
+            return self._hydrate(found, _Rows.load(self.store, self.dim, 0, where=segments), q)
         allowed = self._allowed_ids(where)
         mods = {m.encode() for m in modalities} if modalities else None
         index = self._index_for()
@@ -354,6 +435,8 @@ class Collection:
         """Bring the ANN index up to date with the records (after indexing); False below the ANN size."""
         from .search_index import SearchIndex
 
+        if hasattr(self.store, "refresh_index"):  # the engine keeps its own index
+            return self.store.refresh_index()
         if self.store.count() < ann_min_rows():
             return False
         self._index, self._delta = SearchIndex.build(self.folder / "search", self.store, self.dim), None
@@ -450,3 +533,40 @@ def _arrow_type(v) -> pa.DataType:
     if isinstance(v, str):
         return pa.string()
     raise TypeError(f"unsupported column value {v!r}")
+
+
+def _plain(v: Any) -> Any:
+    """numpy scalars and arrays as Python values, so they serialise to JSON and Arrow alike."""
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    return v
+
+
+def _field_type(name: str, column: Sequence[Any]) -> pa.DataType:
+    """The column type for a metadata field's values: a scalar type, a list of one, or JSON text for dicts."""
+    present = [v for v in column if v is not None]
+    if any(isinstance(v, dict) for v in present):
+        return pa.string()
+    if any(isinstance(v, list) for v in present):
+        if not all(isinstance(v, list) for v in present):
+            raise ConfigError(f"update_metadata: {name!r} mixes lists and single values")
+        inner = _scalar_type(name, [x for v in present for x in v if x is not None])
+        return pa.list_(pa.string() if inner == pa.null() else inner)
+    return _scalar_type(name, present)
+
+
+def _scalar_type(name: str, present: list) -> pa.DataType:
+    kinds = {_arrow_type(v) if _is_scalar(v) else None for v in present}
+    if None in kinds:
+        raise ConfigError(f"update_metadata: {name!r} has a value that is not a bool, number, string, list or dict")
+    if kinds <= {pa.int64(), pa.float64()} and kinds:
+        return pa.float64() if pa.float64() in kinds else pa.int64()
+    if len(kinds) > 1:
+        raise ConfigError(f"update_metadata: {name!r} mixes value types {sorted(map(str, kinds))}")
+    return kinds.pop() if kinds else pa.null()   # no values: null, which casts to any existing column type

@@ -8,11 +8,20 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from ..errors import ConfigError
 from .schema import ERRORS_SCHEMA, FILES_SCHEMA, record_schema
 
 
 def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
+
+
+def _cast(column: pa.ChunkedArray, field: pa.Field) -> pa.ChunkedArray:
+    try:
+        return column.cast(field.type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+        raise ConfigError(f"field {field.name!r} is a column of {field.type}; values of type {column.type} do not "
+                          f"fit it ({e}); use another field name") from None
 
 
 def sql_in(column: str, values) -> str:
@@ -44,6 +53,14 @@ class LanceStore:
         if table.num_rows:
             self.items.merge_insert("key").when_matched_update_all().when_not_matched_insert_all().execute(
                 self._conform(table))
+
+    def update_records(self, table: pa.Table) -> None:
+        """Set the batch's columns on existing rows matched by `key`, in one commit. Columns the batch lacks (the
+        vector among them) keep their values; keys not in the table are ignored."""
+        if table.num_rows:
+            fields = [self.items.schema.field(name) for name in table.column_names]
+            data = pa.Table.from_arrays([_cast(table.column(f.name), f) for f in fields], schema=pa.schema(fields))
+            self.items.merge_insert("key").when_matched_update_all().execute(data)
 
     def delete_records(self, where: str) -> None:
         self.items.delete(where)
