@@ -79,7 +79,8 @@ def tiny_hf_clap(out: Path, seed: int = 0) -> Path:
     tmp = out / "_bpe"
     tmp.mkdir(parents=True, exist_ok=True)
     raw.model.save(str(tmp))
-    tokenizer = RobertaTokenizerFast(vocab_file=str(tmp / "vocab.json"), merges_file=str(tmp / "merges.txt"),
+    # transformers 5 takes vocab=/merges= (vocab_file=/merges_file= are ignored and leave a 5-token tokenizer)
+    tokenizer = RobertaTokenizerFast(vocab=str(tmp / "vocab.json"), merges=str(tmp / "merges.txt"),
                                      model_max_length=64)
     cfg = ClapConfig(
         text_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,

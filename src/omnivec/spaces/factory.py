@@ -28,6 +28,11 @@ def load_space(name: str | os.PathLike, *, model_path: str | os.PathLike | None 
     audio_space: a space (or its name) that embeds the sound track of videos.
     overrides: option changes, e.g. {"video": {"fps": 2}, "image": {"reduced_decode": False}}.
     """
+    from .bound import is_bound_folder, load_bound_space  # bound.py imports this module
+
+    if model_path is None and is_bound_folder(name):  # a folder written by `omnivec bind`
+        return load_bound_space(name, device=device, limits=limits, batch_size=batch_size, workers=workers,
+                                overrides=overrides)
     config = resolve_config(str(name), revision).with_overrides(overrides)
     folder = _locate(config, name, model_path)
     if config.backend == "transformers" and (folder / "open_clip_config.json").is_file() \
