@@ -22,6 +22,7 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check \
   "torch==2.14.1" "torchvision==0.29.1" -e ".[${extras}]"
 # The clip-retrieval package pins old numpy/pyarrow/open_clip; the tests only need its client module (requests).
-# Likewise CLIP_benchmark: the metric tests import its own code; it needs only torch, tqdm and scikit-learn.
+# Likewise CLIP_benchmark (the metric tests import its code) and ImageBind's reference model code (parity tests;
+# its model needs only einops, iopath and timm, in the test extra).
 [ "$extras" != "test" ] || .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps \
-  "clip-retrieval==2.45.0" "clip_benchmark==1.6.2"
+  "clip-retrieval==2.45.0" "clip_benchmark==1.6.2" "imagebind-unofficial==0.1.1"

@@ -8,7 +8,7 @@ from importlib import resources
 
 from ..errors import ConfigError
 
-BACKENDS = ("transformers", "open_clip")
+BACKENDS = ("transformers", "open_clip", "imagebind")
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class SpaceConfig:
     revision: str = "main"
     open_clip_model: str | None = None  # open_clip: built-in architecture name (used with open_clip_pretrained)
     open_clip_pretrained: str | None = None
+    architecture: dict | None = None    # imagebind: ImageBindModel sizes (keyword arguments)
     modalities: tuple[str, ...] = ("text", "image", "video")
     dim: int | None = None
     licence: str = "unknown"

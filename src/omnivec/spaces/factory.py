@@ -76,6 +76,10 @@ def resolve_config(name: str, revision: str | None = None) -> SpaceConfig:
 def _locate(config: SpaceConfig, name, model_path) -> Path:
     if Path(str(name)).expanduser().exists() and model_path is None:
         return Path(str(name)).expanduser().resolve()
+    if config.backend == "imagebind":  # one .pth file at a URL, not a hub repo
+        from .backends.imagebind import locate_checkpoint
+
+        return locate_checkpoint(config, model_path)
     return locate(config.name, config.hub_id, config.revision, model_path, backend=config.backend)
 
 
@@ -85,6 +89,10 @@ def _local_config(path: Path) -> SpaceConfig:
                           f"load_space('open_clip:ARCH', model_path='{path}')")
     if (path / "open_clip_config.json").is_file():
         return SpaceConfig(name=path.name, backend="open_clip", hub_id=str(path))
+    if (path / "omnivec_imagebind.json").is_file():
+        from .backends.imagebind import local_config
+
+        return local_config(path)
     cfg_file = path / "config.json"
     if not cfg_file.is_file():
         raise ConfigError(f"{path}: not a model folder (no config.json for transformers, no open_clip_config.json)")
@@ -94,6 +102,10 @@ def _local_config(path: Path) -> SpaceConfig:
 
 
 def _make_backend(config: SpaceConfig, folder: Path, device: str):
+    if config.backend == "imagebind":
+        from .backends.imagebind import ImageBindBackend
+
+        return ImageBindBackend(folder, config, device)
     if config.backend == "open_clip":
         from .backends.openclip import OpenClipBackend
 

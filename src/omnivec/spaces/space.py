@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import MediaError, ModalityError
 from ..progress import ProgressBar
 from ..media import DEFAULT_LIMITS, Limits, Media, decode_audio_stream, load_audio, load_image, sample_frames, to_media
+from ..media.sensors import SENSOR_MODALITIES, load_imu, load_single_channel, to_sensor_media
 from .config import SpaceConfig
 from .pipeline import Batcher, Pending, pooled, prefetch, threaded
 from .pooling import pool, text_windows, time_windows
@@ -23,6 +24,8 @@ if TYPE_CHECKING:  # torch is imported with the first backend, not with the pack
     from .backends.base import Backend
 
 Result = Embedding | MediaError
+# Sensor modalities are never detected from content (a depth map is a PNG): callers name them (see embed_depth).
+ALL_MODALITIES = ("text", "image", "audio", "video") + SENSOR_MODALITIES
 
 
 class Space:
@@ -32,7 +35,7 @@ class Space:
         self.name = config.name
         self.model = backend.model_id
         self.dim = backend.dim
-        self.modalities = tuple(m for m in ("text", "image", "audio", "video") if m in backend.modalities)
+        self.modalities = tuple(m for m in ALL_MODALITIES if m in backend.modalities)
         self.audio_space = audio_space
         self.limits = limits
         self.workers = workers or min(4, os.cpu_count() or 2)
@@ -58,6 +61,20 @@ class Space:
 
     def embed_video(self, videos: Iterable[Any] | Any) -> np.ndarray:
         return self.embed(videos, modality="video")
+
+    def embed_depth(self, maps: Iterable[Any] | Any) -> np.ndarray:
+        """Depth maps: single-channel PNG/TIFF (8/16-bit), 2-D arrays or PIL images. A depth PNG looks like any
+        other image, so depth is only ever taken when asked for: here, or with embed(..., modality="depth")."""
+        return self.embed(maps, modality="depth")
+
+    def embed_thermal(self, maps: Iterable[Any] | Any) -> np.ndarray:
+        """Thermal images: single-channel PNG/TIFF (8/16-bit), 2-D arrays or PIL images (or modality="thermal")."""
+        return self.embed(maps, modality="thermal")
+
+    def embed_imu(self, series: Iterable[Any] | Any) -> np.ndarray:
+        """IMU recordings: CSV or .npy files, or arrays, of six channels (accel x/y/z, gyro x/y/z) as (samples, 6)
+        or (6, samples) (or modality="imu"). A single array is one recording; pass a list for several."""
+        return self.embed(series, modality="imu")
 
     def embed_labels(self, labels: Sequence[str | Sequence[str]], templates: Sequence[str] | None = None) -> np.ndarray:
         """One vector per label: the re-normalised mean over its descriptions x prompt templates (CLIP's ensembling).
@@ -100,6 +117,12 @@ class Space:
         batchers = {"text": Batcher(self.backend.encode_text, max(b, 64)),
                     "image": Batcher(lambda xs: self.backend.encode_images(torch.stack(xs)), b),
                     "audio": Batcher(self.backend.encode_audio, max(1, b // 4))}
+        clip_frames = getattr(self.backend, "video_clip_frames", 1)  # ImageBind: a video is a run of short clips
+        if clip_frames > 1:
+            batchers["clip"] = Batcher(lambda xs: self.backend.encode_images(torch.stack(xs)), max(1, b // clip_frames))
+        for m in SENSOR_MODALITIES:
+            if m in self.modalities:
+                batchers[m] = Batcher(lambda xs, m=m: self.backend.encode_sensor(m, xs), b)
         live: dict[int, Pending] = {}
 
         def drain(indexes: set[int]) -> Iterator[tuple[int, Result]]:
@@ -125,7 +148,7 @@ class Space:
                 continue
             p, parts = prep
             live[i] = p
-            kind = "image" if p.modality == "video" else p.modality
+            kind = ("clip" if clip_frames > 1 else "image") if p.modality == "video" else p.modality
             n = 0
             try:
                 for n, payload in enumerate(parts, 1):
@@ -147,12 +170,15 @@ class Space:
         if modality not in self.modalities:
             raise ModalityError(f"space {self.name!r} does not cover {modality} (it covers "
                                 f"{', '.join(self.modalities)}); use a space that does, e.g. "
-                                f"{'clap-htsat' if modality == 'audio' else 'clip-vit-b-32'}")
+                                f"{_space_for(modality)}")
 
     # ---- stages -------------------------------------------------------------------------------------------------
     def _prepare(self, index: int, item: Any, modality: str | None) -> tuple[Pending, Iterable]:
         """Runs in a worker thread: identify, decode and preprocess one input into its model-ready parts."""
-        media = to_media(item, index, self.limits, modality=modality)
+        if modality in SENSOR_MODALITIES:
+            media = to_sensor_media(item, index, modality, self.limits)
+        else:
+            media = to_media(item, index, self.limits, modality=modality)
         if modality is not None and media.modality != modality:
             raise MediaError(media.name, f"expected {modality}, but the content is {media.modality} ({media.mime})", "sniff")
         if media.modality not in self.modalities:
@@ -185,6 +211,12 @@ class Space:
     def _audio_windows(self, wave: np.ndarray, sr: int, p: Pending) -> list:
         opts = self.config.audio
         duration = len(wave) / sr
+        if hasattr(self.backend, "audio_clips"):  # ImageBind: a fixed number of clips spread over the sound
+            clips = self.backend.audio_clips(wave)
+            p.info.update(duration=round(duration, 6), windows=len(clips))
+            p.weights = [1.0] * len(clips)
+            p.spans = [(round(s, 6), round(e, 6)) for s, e, _ in clips]
+            return [self.backend.preprocess_audio(c) for _, _, c in clips]
         windows = time_windows(duration, opts.window_seconds or self.backend.audio_window_seconds,
                                opts.hop_seconds, opts.min_tail_seconds)
         p.info.update(duration=round(duration, 6), windows=len(windows))
@@ -203,7 +235,25 @@ class Space:
             except MediaError:
                 p.extra = None  # a silent video simply has no sound-track vector
         frames = sample_frames(media, opts.fps, self.limits, self.backend.image_size or 224, opts.skip_blank)
+        clip_frames = getattr(self.backend, "video_clip_frames", 1)
+        if clip_frames > 1:
+            timed = ((f.time, self.backend.preprocess_video_frame(f.image)) for f in frames)
+            return threaded(_clips(timed, clip_frames, self.backend.make_clip), maxsize=self.batch_size)
         return threaded(((f.time, self.backend.preprocess_image(f.image)) for f in frames), maxsize=2 * self.batch_size)
+
+    def _parts_depth(self, media: Media, p: Pending) -> list:
+        values = load_single_channel(media, self.limits)
+        p.info.update(height=int(values.shape[0]), width=int(values.shape[1]))
+        return [self.backend.preprocess_map(values)]
+
+    _parts_thermal = _parts_depth
+
+    def _parts_imu(self, media: Media, p: Pending) -> list:
+        series = load_imu(media)
+        windows = self.backend.imu_windows(series)
+        p.info.update(samples=int(series.shape[1]), windows=len(windows))
+        p.weights = [float(max(e - s, 1)) for s, e, _ in windows]
+        return [x for _, _, x in windows]
 
     def _finish(self, p: Pending) -> Result:
         if p.error is not None:
@@ -262,6 +312,23 @@ class Space:
     def describe(self) -> dict:
         return {"name": self.name, "model": self.model, "version": self.version, "dim": self.dim,
                 "modalities": list(self.modalities), "licence": self.config.licence}
+
+
+def _space_for(modality: str) -> str:
+    return {"audio": "clap-htsat", "depth": "imagebind-huge", "thermal": "imagebind-huge",
+            "imu": "imagebind-huge"}.get(modality, "clip-vit-b-32")
+
+
+def _clips(timed: Iterator, n: int, make: Any) -> Iterator:
+    """Group (time, frame) pairs into (time of the first frame, clip of n frames); a short last clip is padded."""
+    group: list = []
+    for t, x in timed:
+        group.append((t, x))
+        if len(group) == n:
+            yield group[0][0], make([x for _, x in group])
+            group = []
+    if group:
+        yield group[0][0], make([x for _, x in group])
 
 
 def _is_audio_pair(x: Any) -> bool:
