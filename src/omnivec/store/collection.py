@@ -94,6 +94,7 @@ class Collection:
         self._cache: _Rows | None = None      # exact search: every row in memory (small collections)
         self._index = None                    # ANN search index (large collections)
         self._delta: dict | None = None       # rows the index does not reflect yet
+        self._hit_cache: tuple[int, dict] | None = None  # (table version, item id -> what a hit shows)
 
     # ---- identity -----------------------------------------------------------------------------------------------
     @classmethod
@@ -442,11 +443,23 @@ class Collection:
         self._index, self._delta = SearchIndex.build(self.folder / "search", self.store, self.dim), None
         return True
 
+    def _hit_records(self, ids: list[str]) -> dict[str, dict]:
+        """What hits show (modality, paths, metadata), kept per table version: a server answering many queries
+        would otherwise pay one table scan per query for rows that rarely change."""
+        version = self.store.version()
+        if self._hit_cache is None or self._hit_cache[0] != version or len(self._hit_cache[1]) > HIT_CACHE_ROWS:
+            self._hit_cache = (version, {})
+        cache = self._hit_cache[1]
+        missing = [i for i in ids if i not in cache]
+        if missing:
+            for r in self.items(sql_in("id", missing), ["id", "modality", "paths", "meta"]).to_pylist():
+                cache[r["id"]] = r
+        return {i: cache[i] for i in ids if i in cache}
+
     def _hydrate(self, found: list[tuple[str, float]], rows, q: np.ndarray) -> list[Hit]:
         if not found:
             return []
-        recs = {r["id"]: r for r in self.items(sql_in("id", [f[0] for f in found]),
-                                               ["id", "modality", "paths", "meta"]).to_pylist()}
+        recs = self._hit_records([f[0] for f in found])
         out = []
         for iid, score in found:
             r = recs.get(iid, {})
@@ -463,6 +476,7 @@ def ann_min_rows() -> int:
     return int(os.environ.get("OMNIVEC_ANN_MIN_ROWS", "20000"))
 
 
+HIT_CACHE_ROWS = 100_000  # item rows kept for hits, per table version
 REBUILD_AFTER = 5000  # rows added or deleted since the index was built, beyond which it is rebuilt
 
 
