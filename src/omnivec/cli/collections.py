@@ -7,11 +7,13 @@ from pathlib import Path
 
 import typer
 
+from ..errors import ConfigError
 from ..store import open_collection
 from ..store.collection import collection_path
 from .output import emit_json, err, out, table
 
-COLLECTION = typer.Option("default", "--collection", "-c", help="Collection name (under $OMNIVEC_HOME) or folder.")
+COLLECTION = typer.Option("default", "--collection", "-c", help="Collection name (under $OMNIVEC_HOME), folder, or "
+                          "milvus://host:port/name for a collection kept in Milvus.")
 
 
 def register(app: typer.Typer) -> None:
@@ -22,15 +24,26 @@ def register(app: typer.Typer) -> None:
         space: str = typer.Option(None, "--space", "-s", help="Space to pin a new collection to."),
         sync: bool = typer.Option(False, "--sync", help="Forget files that were deleted or moved away."),
         include_hidden: bool = typer.Option(False, "--include-hidden", help="Also index hidden and system files."),
+        ray: str = typer.Option(None, "--ray", help="Decode and embed on a Ray cluster: 'auto' (a running cluster, "
+                                "else a local one) or the cluster's address."),
+        ray_workers: int = typer.Option(None, "--ray-workers", min=1, help="Model actors on the Ray cluster "
+                                        "(default: one per GPU, else half the CPUs)."),
         json_out: bool = typer.Option(False, "--json"),
     ) -> None:
         """Index folders and manifests into a collection; re-runs skip unchanged files and resume after a crash."""
         from ..ingest import index
 
         col = open_collection(collection, space=space, create=True)
-        summary = index(col, paths, sync=sync, include_hidden=include_hidden, progress=not json_out)
+        if ray:
+            from ..ingest.distributed import index_distributed
+
+            summary = index_distributed(col, paths, ray_address=ray, workers=ray_workers, sync=sync,
+                                        include_hidden=include_hidden, progress=not json_out,
+                                        space_source=space)
+        else:
+            summary = index(col, paths, sync=sync, include_hidden=include_hidden, progress=not json_out)
         s = summary.to_dict()
-        s["collection"] = {"name": col.name, "path": str(col.folder), "items": len(col), "space": col.pinned}
+        s["collection"] = {"name": col.name, "path": col.location, "items": len(col), "space": col.pinned}
         if json_out:
             emit_json(s)
         else:
@@ -93,6 +106,9 @@ def register(app: typer.Typer) -> None:
         from ..ingest import index
 
         old = open_collection(collection)
+        if old.location.startswith("milvus://"):
+            raise ConfigError(f"reembed swaps collection folders; for {old.location} index the paths into a new "
+                              f"Milvus collection with --space {space}, then switch to it")
         paths = sorted({p for row in old.items(None, ["paths"]).column("paths").to_pylist() for p in row or []})
         folder = old.folder
         tmp = folder.with_name(f".{folder.name}.reembed")

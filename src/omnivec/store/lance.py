@@ -34,6 +34,9 @@ def sql_in(column: str, values) -> str:
 
 
 class LanceStore:
+    """The embedded store (the protocol in base.Store): LanceDB tables in the collection's folder. It has no
+    `search` of its own; the Collection searches its records (exact, or through store/search_index.py)."""
+
     def __init__(self, folder: Path, dim: int):
         import lancedb
 
