@@ -3,16 +3,14 @@ resized copies, the scene shown inside a video) are grouped, distinct scenes are
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from cli_run import cli, main
 import omnivec
 from omnivec.ops.dupes import find_dupes
 from omnivec.samples import write_video
@@ -29,22 +27,8 @@ def _scene(colour: str, background: str, shape: str = "square") -> Scene:
     return Scene(shape, colour, "large", background, 0.5, 0.5, 0.3, 10.0)
 
 
-def cli(*args, home: Path) -> subprocess.CompletedProcess:
-    """The real command line, in a child process (wide, so that tables do not wrap)."""
-    env = {**os.environ, "OMNIVEC_HOME": str(home), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "omnivec", *map(str, args)], capture_output=True, text=True, env=env,
-                          timeout=600)
 
 
-def main(*args, home: Path, monkeypatch, capsys) -> tuple[int, str, str]:
-    """The same command line in this process (saves starting Python for each call): exit code, stdout, stderr."""
-    from omnivec.cli import main as omnivec_main
-
-    monkeypatch.setenv("OMNIVEC_HOME", str(home))
-    with pytest.raises(SystemExit) as e:
-        omnivec_main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return e.value.code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")

@@ -4,14 +4,12 @@ combine."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from cli_run import cli, main
 import omnivec
 from omnivec.ops.recommend import recommend
 from omnivec.samples import scene, write_video
@@ -26,21 +24,8 @@ def colour_of(path: str) -> str:
     return Path(path).name.split("-")[0]
 
 
-def cli(*args, home: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMNIVEC_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "omnivec", *map(str, args)], capture_output=True, text=True, env=env,
-                          timeout=600)
 
 
-def main(*args, home: Path, monkeypatch, capsys) -> tuple[int, str, str]:
-    """The command line in this process (saves starting Python for each call): exit code, stdout, stderr."""
-    from omnivec.cli import main as omnivec_main
-
-    monkeypatch.setenv("OMNIVEC_HOME", str(home))
-    with pytest.raises(SystemExit) as e:
-        omnivec_main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return e.value.code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,6 @@ it was made and its held-out sound -> caption accuracy.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -19,7 +17,7 @@ import numpy as np
 import torch
 
 from .contrastive import ContrastiveBatch, TrainStats, train_contrastive
-from .recipes import RECIPE_FILE, read_recipe
+from .recipes import RECIPE_FILE, cached_model, read_recipe
 from .shapes import CAPTION_TEMPLATES, COLOURS, SHAPES, SIZES
 from .sounds import CONCEPTS, SAMPLE_RATE, SOUND_CAPTIONS, Sound, sample_sounds
 
@@ -192,24 +190,5 @@ def load_or_train_sounds_clap(cache_dir: str | Path, seed: int = 0, max_steps: i
     """A finished model folder under ``cache_dir``, trained only if no matching one is there. Training happens in
     a temporary sibling that is renamed into place when complete, so an interrupted run leaves nothing half-made."""
     key = recipe_key(seed, max_steps)
-    cache = Path(cache_dir)
-    final = cache / f"{RECIPE_NAME}-v{RECIPE_VERSION}-seed{seed}-{max_steps}steps"
-    if _matches(final, key):
-        return final
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=cache))
-    try:
-        train_sounds_clap(tmp, seed=seed, max_steps=max_steps, log=log)
-        if final.exists():  # stale (recipe mismatch) or finished by a concurrent run
-            if _matches(final, key):
-                return final
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
-
-
-def _matches(model_dir: Path, key: dict) -> bool:
-    record = read_recipe(model_dir)
-    return record is not None and all(record.get(k) == v for k, v in key.items())
+    final = Path(cache_dir) / f"{RECIPE_NAME}-v{RECIPE_VERSION}-seed{seed}-{max_steps}steps"
+    return cached_model(final, key, lambda tmp: train_sounds_clap(tmp, seed=seed, max_steps=max_steps, log=log))

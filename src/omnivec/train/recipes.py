@@ -212,14 +212,20 @@ def load_or_train_shapes_clip(
     when complete, so an interrupted run never leaves a half-written model.
     """
     key = recipe_key(seed, image_size, seconds, max_steps)
-    cache = Path(cache_dir)
-    final = cache / f"{RECIPE_NAME}-v{RECIPE_VERSION}-seed{seed}-{image_size}px-{_budget_tag(seconds, max_steps)}"
+    final = Path(cache_dir) / f"{RECIPE_NAME}-v{RECIPE_VERSION}-seed{seed}-{image_size}px-{_budget_tag(seconds, max_steps)}"
+    return cached_model(final, key, lambda tmp: train_shapes_clip(tmp, seconds=seconds, seed=seed,
+                                                                  image_size=image_size, max_steps=max_steps, log=log))
+
+
+def cached_model(final: Path, key: dict, train: Callable[[Path], object]) -> Path:
+    """`final` if it holds a model whose recipe file matches `key`; else `train(tmp)` in a temporary sibling that is
+    renamed into place when complete, so an interrupted run never leaves a half-written model."""
     if _matches(final, key):
         return final
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=cache))
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
-        train_shapes_clip(tmp, seconds=seconds, seed=seed, image_size=image_size, max_steps=max_steps, log=log)
+        train(tmp)
         if final.exists():  # stale (recipe mismatch) or finished by a concurrent run
             if _matches(final, key):
                 return final
