@@ -131,7 +131,7 @@ def batches(xs: list, b: int):
         yield xs[i:i + b]
 
 
-def run_baseline(model, processor, paths: list[Path], batch: int):
+def run_baseline(model, processor, paths: list[Path], batch: int, device: str = "cpu"):
     """The loop a user would write. Returns (clock, unit vectors, the preprocessed batches for model-only)."""
     import torch
     from PIL import Image
@@ -140,10 +140,10 @@ def run_baseline(model, processor, paths: list[Path], batch: int):
     with Clock() as clock, torch.inference_mode():
         for chunk in batches(paths, batch):
             images = [Image.open(p).convert("RGB") for p in chunk]
-            inputs = processor(images=images, return_tensors="pt")
+            inputs = processor(images=images, return_tensors="pt").to(device)
             out = model.get_image_features(**inputs)
             feats = out if isinstance(out, torch.Tensor) else out.pooler_output   # transformers 5: output object
-            vecs.append(feats.numpy())
+            vecs.append(feats.cpu().numpy())
             pixels.append(inputs["pixel_values"])
     return clock, unit(np.concatenate(vecs)), pixels
 
@@ -155,6 +155,8 @@ def run_model_only(model, pixels: list) -> Clock:
     with Clock() as clock, torch.inference_mode():
         for pv in pixels:
             model.get_image_features(pixel_values=pv)
+        if pixels and pixels[0].is_cuda:
+            torch.cuda.synchronize()   # kernels run asynchronously: the clock stops when they are done
     return clock
 
 
@@ -200,7 +202,7 @@ def profile_stages(space, model, processor, paths: list[Path], batch: int, reps:
         size = space.backend.image_size
         decoded = [Image.open(p).convert("RGB") for p in sample[:3]]
         small = [load_image(to_media(str(p), 0, space.limits), space.limits, min_size=size) for p in sample]
-        pixels = torch.randn(batch, 3, size, size)
+        pixels = torch.randn(batch, 3, size, size, device=next(model.parameters()).device)
         with torch.inference_mode():
             model_ms = cpu_ms(lambda _: model.get_image_features(pixel_values=pixels), [0]) / batch
         out = {
@@ -258,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="folder for the generated model and images, reused across runs (default: a temp dir)")
     ap.add_argument("--profile", action="store_true",
                     help="also time each stage on one thread (CPU ms/img) and the bound it sets on omnivec/model-only")
+    ap.add_argument("--device", default="cpu",
+                    help="torch device for all three (default cpu: the 2-core box the targets are set for)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     args = ap.parse_args(argv)
 
@@ -287,13 +291,13 @@ def main(argv: list[str] | None = None) -> int:
     images = {size: make_images(root / "images", size, args.n, args.quality, args.seed, args.noise) for size in sizes}
     log(f"setup (model + {args.n} images x {len(sizes)} sizes): {time.perf_counter() - t0:.1f}s")
 
-    model = CLIPModel.from_pretrained(model_dir).eval()
+    model = CLIPModel.from_pretrained(model_dir).eval().to(args.device)
     processor = CLIPProcessor.from_pretrained(model_dir)
-    space = omnivec.load_space(model_dir, batch_size=args.batch, workers=args.workers)
+    space = omnivec.load_space(model_dir, batch_size=args.batch, workers=args.workers, device=args.device)
 
     # Warm-up: one batch through each path on the smallest size (allocator, oneDNN kernels, thread pools).
     warm = images[min(sizes, key=lambda s: s[0] * s[1])][:args.batch]
-    _, _, px = run_baseline(model, processor, warm, args.batch)
+    _, _, px = run_baseline(model, processor, warm, args.batch, args.device)
     run_model_only(model, px)
     run_omnivec(space, warm)
 
@@ -305,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         c_base, c_omni, c_model = [], [], []
         for r in range(args.repeat):
             log(f"{name}: baseline, omnivec, model-only ({r + 1}/{args.repeat}) ...")
-            c, v_base, pixels = run_baseline(model, processor, paths, args.batch)
+            c, v_base, pixels = run_baseline(model, processor, paths, args.batch, args.device)
             c_base.append(c)
             c, v_omni = run_omnivec(space, paths)
             c_omni.append(c)
@@ -335,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
            r["omnivec_vs_model_only"] >= TARGET_VS_MODEL for r in rows},
         f"min cosine >= {TARGET_COSINE}": all(r["min_cosine"] >= TARGET_COSINE for r in rows),
     }
-    env = {"date": datetime.date.today().isoformat(), "cpus": cores, "torch_threads": torch.get_num_threads(),
+    env = {"date": datetime.date.today().isoformat(), "device": args.device, "cpus": cores, "torch_threads": torch.get_num_threads(),
            "omnivec_workers": space.workers, "batch": args.batch, "repeat": args.repeat,
            "load_avg_1min_start_end": [round(load_start, 2), round(load_end, 2)], "python": platform.python_version(),
            "torch": torch.__version__, "transformers": __import__("transformers").__version__,
@@ -345,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"env": env, "results": rows, "targets": targets, "machine_busy": busy}, indent=2))
     else:
-        print(f"ViT-B/32 (random weights), batch {args.batch}, torch threads {env['torch_threads']}, "
+        print(f"ViT-B/32 (random weights) on {args.device}, batch {args.batch}, torch threads {env['torch_threads']}, "
               f"omnivec workers {env['omnivec_workers']}, {env['cpus']} CPUs, {args.n} JPEGs (q{args.quality}) "
               f"per size, best of {args.repeat}")
         head = ("size", "MB/img", "baseline img/s", "omnivec img/s", "model-only img/s", "omnivec/baseline",

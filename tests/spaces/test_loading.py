@@ -142,3 +142,19 @@ def test_modality_not_covered_is_an_error(tiny_clip, tiny_clap):
         tiny_clap.embed_image([np.zeros((8, 8, 3), np.uint8)])
     with pytest.raises(omnivec.ModalityError, match="does not cover audio"):
         omnivec.load_space(str(tiny_clip.backend.model.name_or_path), audio_space=tiny_clip)
+
+
+def test_device_defaults_to_the_gpu_torch_sees_and_refuses_missing_ones(tiny_clip_dir, monkeypatch):
+    import torch
+
+    monkeypatch.delenv("OMNIVEC_DEVICE", raising=False)
+    sp = omnivec.load_space(str(tiny_clip_dir))
+    assert sp.backend.device == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert omnivec.load_space(str(tiny_clip_dir), device="cpu").backend.device == "cpu"
+    with pytest.raises(omnivec.ConfigError, match="cuda:7"):  # never a silent move to the CPU
+        omnivec.load_space(str(tiny_clip_dir), device="cuda:7")
+    monkeypatch.setenv("OMNIVEC_DEVICE", "gpu0")
+    with pytest.raises(omnivec.ConfigError, match=r"'gpu0' \(from \$OMNIVEC_DEVICE\) is not a torch device"):
+        omnivec.load_space(str(tiny_clip_dir))
+    monkeypatch.setenv("OMNIVEC_DEVICE", "cpu")
+    assert omnivec.load_space(str(tiny_clip_dir)).backend.device == "cpu"

@@ -68,6 +68,20 @@ def test_pinned_space_refuses_other_vectors(shapes_col, tiny_clip):
         shapes_col.add_vectors(np.ones((1, 64), np.float32), ids=["x" * 64], space_version="other")
     again = omnivec.open_collection(shapes_col.location)  # the pinning lives with the records (file or server)
     assert again.pinned == shapes_col.pinned and len(again) == len(shapes_col)
+    # ... and so does where the space came from: it was passed in memory, and loads again from its folder.
+    assert again.space.version == shapes_col.space.version
+    assert [h.id for h in again.search("a red circle", k=3)] == [h.id for h in shapes_col.search("a red circle", k=3)]
+
+
+def test_space_given_by_a_relative_path_reloads_from_anywhere(tiny_clip_dir, tmp_path, new_location, monkeypatch):
+    monkeypatch.chdir(tiny_clip_dir.parent)
+    location = new_location("relative")
+    col = omnivec.open_collection(location, space=tiny_clip_dir.name, create=True)
+    col.add_vectors(np.eye(1, col.dim, dtype=np.float32), ids=["a" * 64])
+    monkeypatch.chdir(tmp_path)
+    again = omnivec.open_collection(location)
+    assert again.pinned["source"] == str(tiny_clip_dir.resolve())
+    assert again.space.version == col.pinned["version"]
 
 
 def test_more_like_this_ranks_the_nearest_other_items(shapes_col):

@@ -1,4 +1,5 @@
-"""Operations on a collection's shared space, one module per job (tagging, moderation, and others).
+"""Operations on a collection's shared space, one module per job: tagging, moderation, clustering, near-duplicates,
+recommendation, retrieval for RAG.
 
     from omnivec.ops.tag import tag_collection
     summary = tag_collection(col, "labels.txt", top_k=3)
@@ -12,7 +13,14 @@ _LAZY = {
     "tag_collection": "tag", "tag_vectors": "tag", "read_labels": "tag",
     "load_policies": "policies",
     "moderate_collection": "moderate", "moderate_vectors": "moderate", "calibrate_policies": "moderate",
+    "find_dupes": "dupes",
+    # cluster, recommend and retrieve share their module's name, so they are imported from the module itself
+    # (`from omnivec.ops.cluster import cluster`): a lazy alias here would be shadowed once the module is imported.
 }
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def __getattr__(name: str):

@@ -134,7 +134,7 @@ class BoundSpace(Space):
             "heldout": r["fit"]["heldout"]}}
 
 
-def load_bound_space(folder: str | os.PathLike, *, device: str = "cpu", limits: Limits = DEFAULT_LIMITS,
+def load_bound_space(folder: str | os.PathLike, *, device: str | None = None, limits: Limits = DEFAULT_LIMITS,
                      batch_size: int = 32, workers: int | None = None, overrides: dict | None = None) -> BoundSpace:
     """Load a folder written by `bind`. The two source spaces must still have the versions the map was fitted on.
     `overrides` change the bound space's own pipeline options (windows, frame rate, pooling)."""
@@ -236,7 +236,7 @@ def embed_corpus(space: Space, sentences: list[str]) -> np.ndarray:
 
 def bind(base: str | os.PathLike, other: str | os.PathLike, corpus: str | os.PathLike | Sequence[str],
          out: str | os.PathLike, *, name: str | None = None, mlp: bool = True, seed: int = 0,
-         device: str = "cpu") -> dict:
+         device: str | None = None) -> dict:
     """Fit the map from `other`'s text space into `base`'s on `corpus` and write the bound space folder `out`.
     Returns the record written to omnivec_bound.json (with the held-out report under "fit")."""
     from .factory import load_space

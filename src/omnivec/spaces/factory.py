@@ -15,21 +15,24 @@ from .space import Space
 
 # Bumped when omnivec's own preprocessing or pooling changes in a way that moves vectors.
 PIPELINE_VERSION = 1
+DEVICE_ENV = "OMNIVEC_DEVICE"
 
 
 def load_space(name: str | os.PathLike, *, model_path: str | os.PathLike | None = None, revision: str | None = None,
-               device: str = "cpu", audio_space: "Space | str | None" = None, limits: Limits = DEFAULT_LIMITS,
+               device: str | None = None, audio_space: "Space | str | None" = None, limits: Limits = DEFAULT_LIMITS,
                batch_size: int = 32, workers: int | None = None, overrides: dict | None = None) -> Space:
     """Load a space.
 
     name: a built-in name (`omnivec spaces`), a Hugging Face repo id ("openai/clip-vit-base-patch32"),
     "open_clip:ViT-B-32/laion2b_s34b_b79k", or a local folder in hub layout (transformers or open_clip).
     model_path: a local copy of the weights for a named space (skips the hub).
+    device: "cpu", "cuda", "cuda:1", "mps"; default $OMNIVEC_DEVICE, else "cuda" when torch sees a GPU, else "cpu".
     audio_space: a space (or its name) that embeds the sound track of videos.
     overrides: option changes, e.g. {"video": {"fps": 2}, "image": {"reduced_decode": False}}.
     """
     from .bound import is_bound_folder, load_bound_space  # bound.py imports this module
 
+    device = resolve_device(device)
     if model_path is None and is_bound_folder(name):  # a folder written by `omnivec bind`
         return load_bound_space(name, device=device, limits=limits, batch_size=batch_size, workers=workers,
                                 overrides=overrides)
@@ -44,8 +47,30 @@ def load_space(name: str | os.PathLike, *, model_path: str | os.PathLike | None 
         audio_space = load_space(audio_space, device=device, limits=limits)
     if audio_space is not None:
         audio_space.require("audio")
-    return Space(config, backend, version, audio_space=audio_space, limits=limits, batch_size=batch_size,
-                 workers=workers)
+    space = Space(config, backend, version, audio_space=audio_space, limits=limits, batch_size=batch_size,
+                  workers=workers)
+    if model_path is None and Path(str(name)).expanduser().exists():
+        space.source = str(folder)  # a local model: its name alone would not find it again
+    return space
+
+
+def resolve_device(device: str | None = None) -> str:
+    """The torch device to run on: the argument, else $OMNIVEC_DEVICE, else the GPU torch sees, else the CPU.
+    A device that does not exist here is an error, never a silent move to the CPU."""
+    import torch
+
+    name = device or os.environ.get(DEVICE_ENV) or ("cuda" if torch.cuda.is_available() else "cpu")
+    where = "the device argument" if device else (f"${DEVICE_ENV}" if os.environ.get(DEVICE_ENV) else "default")
+    try:
+        kind = torch.device(name).type
+    except RuntimeError as e:
+        raise ConfigError(f"device {name!r} (from {where}) is not a torch device (cpu, cuda, cuda:N, mps)") from e
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(kind, False):
+        raise ConfigError(f"device {name!r} (from {where}) is not available on this machine")
+    if kind == "cuda" and torch.device(name).index is not None and torch.device(name).index >= torch.cuda.device_count():
+        raise ConfigError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return name
 
 
 def space_version(config: SpaceConfig, folder: Path) -> str:

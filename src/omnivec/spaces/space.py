@@ -28,17 +28,25 @@ Result = Embedding | MediaError
 ALL_MODALITIES = ("text", "image", "audio", "video") + SENSOR_MODALITIES
 
 
+def default_workers(device: str) -> int:
+    """Decode threads. On the CPU the model needs the cores too, so a few threads keep it fed; with a GPU doing the
+    model, decoding is the whole CPU's job and gets every core (up to 16)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+    return min(16, cores) if str(device).split(":")[0] == "cuda" else min(4, cores)
+
+
 class Space:
     def __init__(self, config: SpaceConfig, backend: Backend, version: str, *, audio_space: "Space | None" = None,
                  limits: Limits = DEFAULT_LIMITS, workers: int | None = None, batch_size: int = 32):
         self.config, self.backend, self.version = config, backend, version
         self.name = config.name
+        self.source = config.name  # what load_space needs to load this space again (the factory sets a folder's path)
         self.model = backend.model_id
         self.dim = backend.dim
         self.modalities = tuple(m for m in ALL_MODALITIES if m in backend.modalities)
         self.audio_space = audio_space
         self.limits = limits
-        self.workers = workers or min(4, os.cpu_count() or 2)
+        self.workers = workers or default_workers(getattr(backend, "device", "cpu"))
         self.batch_size = batch_size
 
     def __repr__(self) -> str:

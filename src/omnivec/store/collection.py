@@ -78,7 +78,7 @@ def open_collection(name_or_path: str | os.PathLike, *, space: Space | str | Non
     if space is None:
         raise ConfigError(f"collection {name_or_path!r} does not exist yet: say which space to pin it to (--space)")
     sp = space if isinstance(space, Space) else load_space(space)
-    return Collection.create(folder, sp, source=space if isinstance(space, str) else sp.name)
+    return Collection.create(folder, sp, source=getattr(sp, "source", sp.name))
 
 
 class Collection:

@@ -568,6 +568,6 @@ def open_milvus_collection(uri: str, *, space=None, create: bool = False):
         raise ConfigError(f"collection {loc.uri} does not exist yet: say which space to pin it to (--space)")
     sp = space if isinstance(space, Space) else load_space(space)
     info = {"format": FORMAT, "name": loc.name, "created": time.time(),
-            "space": {**sp.describe(), "source": space if isinstance(space, str) else sp.name}}
+            "space": {**sp.describe(), "source": getattr(sp, "source", sp.name)}}
     store.create(sp.dim, info)
     return Collection(Path(folder), sp, store=store, info=info)
