@@ -131,28 +131,36 @@ def batches(xs: list, b: int):
         yield xs[i:i + b]
 
 
-def run_baseline(model, processor, paths: list[Path], batch: int, device: str = "cpu"):
+def autocast(precision: str, device: str):
+    """The user's loop and model-only run at the same precision as omnivec, so every ratio compares like with like."""
+    from omnivec.spaces.backends.base import precision_context
+
+    return precision_context(precision, device)
+
+
+def run_baseline(model, processor, paths: list[Path], batch: int, device: str = "cpu", precision: str = "fp32"):
     """The loop a user would write. Returns (clock, unit vectors, the preprocessed batches for model-only)."""
     import torch
     from PIL import Image
 
     vecs, pixels = [], []
-    with Clock() as clock, torch.inference_mode():
+    with Clock() as clock, torch.inference_mode(), autocast(precision, device):
         for chunk in batches(paths, batch):
             images = [Image.open(p).convert("RGB") for p in chunk]
             inputs = processor(images=images, return_tensors="pt").to(device)
             out = model.get_image_features(**inputs)
             feats = out if isinstance(out, torch.Tensor) else out.pooler_output   # transformers 5: output object
-            vecs.append(feats.cpu().numpy())
+            vecs.append(feats.float().cpu().numpy())
             pixels.append(inputs["pixel_values"])
     return clock, unit(np.concatenate(vecs)), pixels
 
 
-def run_model_only(model, pixels: list) -> Clock:
+def run_model_only(model, pixels: list, precision: str = "fp32") -> Clock:
     """get_image_features on preprocessed batches already in memory: the ceiling for any pipeline."""
     import torch
 
-    with Clock() as clock, torch.inference_mode():
+    device = str(pixels[0].device) if pixels else "cpu"
+    with Clock() as clock, torch.inference_mode(), autocast(precision, device):
         for pv in pixels:
             model.get_image_features(pixel_values=pv)
         if pixels and pixels[0].is_cuda:
@@ -262,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also time each stage on one thread (CPU ms/img) and the bound it sets on omnivec/model-only")
     ap.add_argument("--device", default="cpu",
                     help="torch device for all three (default cpu: the 2-core box the targets are set for)")
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                    help="model arithmetic for all three (omnivec's `precision` option; default fp32)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     args = ap.parse_args(argv)
 
@@ -293,12 +303,13 @@ def main(argv: list[str] | None = None) -> int:
 
     model = CLIPModel.from_pretrained(model_dir).eval().to(args.device)
     processor = CLIPProcessor.from_pretrained(model_dir)
-    space = omnivec.load_space(model_dir, batch_size=args.batch, workers=args.workers, device=args.device)
+    space = omnivec.load_space(model_dir, batch_size=args.batch, workers=args.workers, device=args.device,
+                               overrides={"precision": args.precision})
 
     # Warm-up: one batch through each path on the smallest size (allocator, oneDNN kernels, thread pools).
     warm = images[min(sizes, key=lambda s: s[0] * s[1])][:args.batch]
-    _, _, px = run_baseline(model, processor, warm, args.batch, args.device)
-    run_model_only(model, px)
+    _, _, px = run_baseline(model, processor, warm, args.batch, args.device, args.precision)
+    run_model_only(model, px, args.precision)
     run_omnivec(space, warm)
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -309,11 +320,11 @@ def main(argv: list[str] | None = None) -> int:
         c_base, c_omni, c_model = [], [], []
         for r in range(args.repeat):
             log(f"{name}: baseline, omnivec, model-only ({r + 1}/{args.repeat}) ...")
-            c, v_base, pixels = run_baseline(model, processor, paths, args.batch, args.device)
+            c, v_base, pixels = run_baseline(model, processor, paths, args.batch, args.device, args.precision)
             c_base.append(c)
             c, v_omni = run_omnivec(space, paths)
             c_omni.append(c)
-            c_model.append(run_model_only(model, pixels))
+            c_model.append(run_model_only(model, pixels, args.precision))
         base, omni, only = best(c_base), best(c_omni), best(c_model)
         spreads.append(max(c.wall for c in c_model) / min(c.wall for c in c_model))
         cos, cos_centred = cosines(v_base, v_omni)
@@ -339,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
            r["omnivec_vs_model_only"] >= TARGET_VS_MODEL for r in rows},
         f"min cosine >= {TARGET_COSINE}": all(r["min_cosine"] >= TARGET_COSINE for r in rows),
     }
-    env = {"date": datetime.date.today().isoformat(), "device": args.device, "cpus": cores, "torch_threads": torch.get_num_threads(),
+    env = {"date": datetime.date.today().isoformat(), "device": args.device, "precision": args.precision,
+           "cpus": cores, "torch_threads": torch.get_num_threads(),
            "omnivec_workers": space.workers, "batch": args.batch, "repeat": args.repeat,
            "load_avg_1min_start_end": [round(load_start, 2), round(load_end, 2)], "python": platform.python_version(),
            "torch": torch.__version__, "transformers": __import__("transformers").__version__,
@@ -349,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"env": env, "results": rows, "targets": targets, "machine_busy": busy}, indent=2))
     else:
-        print(f"ViT-B/32 (random weights) on {args.device}, batch {args.batch}, torch threads {env['torch_threads']}, "
+        print(f"ViT-B/32 (random weights) on {args.device} in {args.precision}, batch {args.batch}, torch threads {env['torch_threads']}, "
               f"omnivec workers {env['omnivec_workers']}, {env['cpus']} CPUs, {args.n} JPEGs (q{args.quality}) "
               f"per size, best of {args.repeat}")
         head = ("size", "MB/img", "baseline img/s", "omnivec img/s", "model-only img/s", "omnivec/baseline",

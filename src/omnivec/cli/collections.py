@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from ..errors import ConfigError
+from ..spaces import load_space
 from ..store import open_collection
 from ..store.collection import collection_path
 from .output import emit_json, err, out, table
@@ -22,6 +23,8 @@ def register(app: typer.Typer) -> None:
         paths: list[str] = typer.Argument(..., help="Folders, files, manifests (.csv/.jsonl/.parquet) or URLs."),
         collection: str = COLLECTION,
         space: str = typer.Option(None, "--space", "-s", help="Space to pin a new collection to."),
+        precision: str = typer.Option(None, "--precision", help="Model arithmetic of a new collection's space: "
+                                      "fp32 (default), bf16, fp16 (GPU). Part of the space version."),
         sync: bool = typer.Option(False, "--sync", help="Forget files that were deleted or moved away."),
         include_hidden: bool = typer.Option(False, "--include-hidden", help="Also index hidden and system files."),
         ray: str = typer.Option(None, "--ray", help="Decode and embed on a Ray cluster: 'auto' (a running cluster, "
@@ -33,6 +36,10 @@ def register(app: typer.Typer) -> None:
         """Index folders and manifests into a collection; re-runs skip unchanged files and resume after a crash."""
         from ..ingest import index
 
+        if precision:
+            if not space:
+                raise typer.BadParameter("--precision applies to the space of a new collection: give --space too")
+            space = load_space(space, overrides={"precision": precision})
         col = open_collection(collection, space=space, create=True)
         if ray:
             from ..ingest.distributed import index_distributed

@@ -25,6 +25,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(None, "--out", "-o", help="Write vectors to this parquet file."),
         segments: bool = typer.Option(True, "--segments/--no-segments", help="Also write audio/video segments."),
         batch_size: int = typer.Option(32, "--batch-size", min=1),
+        precision: str = typer.Option("fp32", "--precision", help="Model arithmetic: fp32, bf16, fp16 (GPU)."),
         json_out: bool = typer.Option(False, "--json", help="Print JSON (with vectors when no --out is given)."),
     ) -> None:
         """Embed files and texts. Modality is detected from each file's content."""
@@ -32,7 +33,8 @@ def register(app: typer.Typer) -> None:
         items: list = list(_expand(files or [])) + list(text or [])
         if not items:
             raise typer.BadParameter("give FILES and/or --text")
-        sp = load_space(space, model_path=model_path, audio_space=audio_space, batch_size=batch_size)
+        sp = load_space(space, model_path=model_path, audio_space=audio_space, batch_size=batch_size,
+                        overrides={"precision": precision} if precision != "fp32" else None)
         n_files = len(items) - len(text or [])
         results = []
         file_results = sp.embed_items(items[:n_files], on_error="return", progress=not json_out) if n_files else []

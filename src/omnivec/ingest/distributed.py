@@ -104,7 +104,7 @@ def index_distributed(col: Collection, inputs: Iterable[str | os.PathLike], *, r
             cpus = float(ray.cluster_resources().get("CPU", 1))
             per_gpu = gpus_per_worker if gpus_per_worker is not None else (1.0 if gpus >= 1 else 0.0)
             n = workers or max(1, int(gpus // per_gpu) if per_gpu else int(cpus // 2))
-            results = _dataset(todo, job, DecodeSettings.of(space), source, col.pinned["version"], n, per_gpu,
+            results = _dataset(todo, job, DecodeSettings.of(space), source, col.pinned, n, per_gpu,
                                cpus_per_worker, decode_cpus, batch_size, progress)
             try:
                 for batch in results.iter_batches(batch_size=None, batch_format="pyarrow"):
@@ -198,7 +198,7 @@ def _triage_on_driver(job: _Job, entries: list[tuple[str, dict]], bar) -> dict[s
     return todo
 
 
-def _dataset(todo: dict[str, _Entry], job: _Job, settings: DecodeSettings, source: str, version: str,
+def _dataset(todo: dict[str, _Entry], job: _Job, settings: DecodeSettings, source: str, pinned: dict,
              workers: int, gpus_per_worker: float, cpus_per_worker: float, decode_cpus: float, batch_size: int,
              progress: bool):
     import ray
@@ -220,7 +220,8 @@ def _dataset(todo: dict[str, _Entry], job: _Job, settings: DecodeSettings, sourc
     return ds.map_batches(EmbedActor, batch_size=batch_size, batch_format="pyarrow",
                           compute=ray.data.ActorPoolStrategy(size=workers),
                           num_cpus=cpus_per_worker, num_gpus=gpus_per_worker,
-                          fn_constructor_kwargs={"source": source, "version": version,
+                          fn_constructor_kwargs={"source": source, "version": pinned["version"],
+                                                 "precision": pinned.get("precision", "fp32"),
                                                  "threads": max(1, int(cpus_per_worker)),
                                                  "gpu": gpus_per_worker > 0})
 
@@ -366,7 +367,7 @@ def _read(path: str, limits: Limits) -> bytes:
 class EmbedActor:
     """One model per actor, loaded once; embeds the decoded items of each batch (rows of other statuses pass)."""
 
-    def __init__(self, source: str, version: str, threads: int = 1, gpu: bool = False):
+    def __init__(self, source: str, version: str, threads: int = 1, gpu: bool = False, precision: str = "fp32"):
         import torch
 
         from ..spaces import load_space
@@ -374,7 +375,8 @@ class EmbedActor:
         torch.set_num_threads(threads)
         device = "cuda" if gpu and torch.cuda.is_available() else "cpu"
         try:
-            self.space = load_space(source, device=device)
+            self.space = load_space(source, device=device,
+                                    overrides={"precision": precision} if precision != "fp32" else None)
         except OmnivecError as e:  # the same kind of error (ModelNotFoundError, ConfigError), naming the worker
             kind = ConfigError if isinstance(e, MediaError) else type(e)
             raise kind(f"a Ray worker could not load space {source!r}: {e}") from None

@@ -9,6 +9,8 @@ from importlib import resources
 from ..errors import ConfigError
 
 BACKENDS = ("transformers", "open_clip", "imagebind")
+# Model arithmetic: fp32 as trained; bf16/fp16 run the forward pass under torch.autocast (fp16: GPUs only).
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class SpaceConfig:
     licence: str = "unknown"
     description: str = ""
     config_version: int = 1             # bump when preprocessing or pooling defaults change
+    precision: str = "fp32"             # see PRECISIONS; anything but fp32 is part of the version string
     text: TextOptions = field(default_factory=TextOptions)
     image: ImageOptions = field(default_factory=ImageOptions)
     audio: AudioOptions = field(default_factory=AudioOptions)
@@ -65,6 +68,8 @@ class SpaceConfig:
             raise ConfigError(f"space {self.name!r}: backend must be one of {BACKENDS}, got {self.backend!r}")
         if not self.hub_id and not self.open_clip_model:
             raise ConfigError(f"space {self.name!r}: needs hub_id or open_clip_model")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"space {self.name!r}: precision must be one of {PRECISIONS}, got {self.precision!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "SpaceConfig":

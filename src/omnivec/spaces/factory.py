@@ -41,6 +41,8 @@ def load_space(name: str | os.PathLike, *, model_path: str | os.PathLike | None 
     if config.backend == "transformers" and (folder / "open_clip_config.json").is_file() \
             and not (folder / "config.json").is_file():
         config = replace(config, backend="open_clip")  # a hub repo or folder holding an open_clip model
+    if config.precision == "fp16" and torch_device_type(device) == "cpu":
+        raise ConfigError(f"space {config.name!r}: precision fp16 needs a GPU (device {device!r}); on the CPU use bf16")
     backend = _make_backend(config, folder, device)
     version = space_version(config, folder)
     if isinstance(audio_space, str):
@@ -52,6 +54,12 @@ def load_space(name: str | os.PathLike, *, model_path: str | os.PathLike | None 
     if model_path is None and Path(str(name)).expanduser().exists():
         space.source = str(folder)  # a local model: its name alone would not find it again
     return space
+
+
+def torch_device_type(device: str) -> str:
+    import torch
+
+    return torch.device(device).type
 
 
 def resolve_device(device: str | None = None) -> str:
@@ -76,8 +84,9 @@ def resolve_device(device: str | None = None) -> str:
 def space_version(config: SpaceConfig, folder: Path) -> str:
     """weights fingerprint . pipeline version . config version . hash of the options that move vectors."""
     options = json.dumps({k: config.to_dict()[k] for k in ("text", "image", "audio", "video")}, sort_keys=True)
+    precision = "" if config.precision == "fp32" else f".{config.precision}"  # fp32 versions stay as they were
     return (f"{fingerprint(folder)}.p{PIPELINE_VERSION}.c{config.config_version}"
-            f".o{hashlib.sha1(options.encode()).hexdigest()[:6]}")
+            f".o{hashlib.sha1(options.encode()).hexdigest()[:6]}{precision}")
 
 
 def resolve_config(name: str, revision: str | None = None) -> SpaceConfig:

@@ -115,22 +115,35 @@ class Space:
             bar.close()
         return out  # type: ignore[return-value]
 
+    def _in_precision(self, encode):
+        """`encode` run under the space's precision (autocast is per thread, so it is entered at each call)."""
+        precision, device = self.config.precision, getattr(self.backend, "device", "cpu")
+        if precision == "fp32":
+            return encode
+        from .backends.base import precision_context  # torch is imported only once a model runs
+
+        def run(*args):
+            with precision_context(precision, device):
+                return encode(*args)
+        return run
+
     def iter_embed(self, items: Iterable[Any], *, modality: str | None = None) -> Iterator[tuple[int, Result]]:
         """Stream (index, Embedding | MediaError) as inputs finish; order follows completion, not input order."""
         import torch
 
         if modality is not None:
             self.require(modality)
-        b = self.batch_size
-        batchers = {"text": Batcher(self.backend.encode_text, max(b, 64)),
-                    "image": Batcher(lambda xs: self.backend.encode_images(torch.stack(xs)), b),
-                    "audio": Batcher(self.backend.encode_audio, max(1, b // 4))}
+        b, run = self.batch_size, self._in_precision
+        batchers = {"text": Batcher(run(self.backend.encode_text), max(b, 64)),
+                    "image": Batcher(run(lambda xs: self.backend.encode_images(torch.stack(xs))), b),
+                    "audio": Batcher(run(self.backend.encode_audio), max(1, b // 4))}
         clip_frames = getattr(self.backend, "video_clip_frames", 1)  # ImageBind: a video is a run of short clips
         if clip_frames > 1:
-            batchers["clip"] = Batcher(lambda xs: self.backend.encode_images(torch.stack(xs)), max(1, b // clip_frames))
+            batchers["clip"] = Batcher(run(lambda xs: self.backend.encode_images(torch.stack(xs))),
+                                       max(1, b // clip_frames))
         for m in SENSOR_MODALITIES:
             if m in self.modalities:
-                batchers[m] = Batcher(lambda xs, m=m: self.backend.encode_sensor(m, xs), b)
+                batchers[m] = Batcher(run(lambda xs, m=m: self.backend.encode_sensor(m, xs)), b)
         live: dict[int, Pending] = {}
 
         def drain(indexes: set[int]) -> Iterator[tuple[int, Result]]:
@@ -319,7 +332,8 @@ class Space:
 
     def describe(self) -> dict:
         return {"name": self.name, "model": self.model, "version": self.version, "dim": self.dim,
-                "modalities": list(self.modalities), "licence": self.config.licence}
+                "modalities": list(self.modalities), "licence": self.config.licence,
+                "precision": self.config.precision}
 
 
 def _space_for(modality: str) -> str:

@@ -123,7 +123,9 @@ class Collection:
     def space(self) -> Space:
         """The pinned space, loaded on first use from the source it was created with."""
         if self._space is None:
-            self.attach_space(load_space(self.pinned["source"]))
+            precision = self.pinned.get("precision", "fp32")  # a bf16 space is another version: load it as made
+            self.attach_space(load_space(self.pinned["source"],
+                                         overrides={"precision": precision} if precision != "fp32" else None))
         return self._space
 
     def attach_space(self, space: Space, source: str | None = None) -> None:

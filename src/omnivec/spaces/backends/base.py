@@ -3,6 +3,7 @@
 Backends return L2-normalised float32 numpy arrays and nothing framework-specific leaks past the Space."""
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from abc import ABC, abstractmethod
@@ -51,3 +52,12 @@ class Backend(ABC):
 def normalise(x: torch.Tensor) -> np.ndarray:
     x = x.detach().float()
     return torch.nn.functional.normalize(x, dim=-1).cpu().numpy().astype(np.float32, copy=False)
+
+
+def precision_context(precision: str, device: str):
+    """The context a forward pass runs in: nothing for fp32, else torch.autocast to bf16/fp16 on the device. On CPUs
+    with AMX or AVX-512 BF16, bf16 runs ViT-B/32 about 3x faster (docs/benchmarks.md)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
