@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
         if not items:
             raise typer.BadParameter("give FILES and/or --text")
         sp = load_space(space, model_path=model_path, audio_space=audio_space, batch_size=batch_size,
-                        overrides={"precision": precision} if precision != "fp32" else None)
+                        overrides={"precision": precision})
         n_files = len(items) - len(text or [])
         results = []
         file_results = sp.embed_items(items[:n_files], on_error="return", progress=not json_out) if n_files else []

@@ -375,8 +375,7 @@ class EmbedActor:
         torch.set_num_threads(threads)
         device = "cuda" if gpu and torch.cuda.is_available() else "cpu"
         try:
-            self.space = load_space(source, device=device,
-                                    overrides={"precision": precision} if precision != "fp32" else None)
+            self.space = load_space(source, device=device, overrides={"precision": precision})
         except OmnivecError as e:  # the same kind of error (ModelNotFoundError, ConfigError), naming the worker
             kind = ConfigError if isinstance(e, MediaError) else type(e)
             raise kind(f"a Ray worker could not load space {source!r}: {e}") from None

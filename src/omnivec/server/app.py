@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
-from ..errors import ConfigError, MediaError, ModalityError, OmnivecError
+from ..errors import MediaError, OmnivecError
 from ..ops.policies import load_policies
 from ..store.collection import Collection, open_collection
 from . import api_routes, clip_compat, media_routes, openai_compat, ops_routes
@@ -76,18 +76,10 @@ def _error_handlers(app: FastAPI) -> None:
         # Over a limit (a decompression bomb, too long a clip) is "too large"; the rest is a bad input.
         return reply(413 if exc.stage == "limits" else 400, {"message": str(exc), **exc.to_dict()})
 
-    @app.exception_handler(ModalityError)
-    async def modality_error(request: Request, exc: ModalityError):
-        return reply(400, str(exc))
-
-    @app.exception_handler(ConfigError)
-    async def config_error(request: Request, exc: ConfigError):
-        return reply(400, str(exc))
-
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound):
         return reply(404, str(exc))
 
-    @app.exception_handler(OmnivecError)
+    @app.exception_handler(OmnivecError)  # ConfigError, ModalityError, ...: the client's request cannot be served
     async def omnivec_error(request: Request, exc: OmnivecError):
         return reply(400, str(exc))

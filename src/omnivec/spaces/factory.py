@@ -41,7 +41,7 @@ def load_space(name: str | os.PathLike, *, model_path: str | os.PathLike | None 
     if config.backend == "transformers" and (folder / "open_clip_config.json").is_file() \
             and not (folder / "config.json").is_file():
         config = replace(config, backend="open_clip")  # a hub repo or folder holding an open_clip model
-    if config.precision == "fp16" and torch_device_type(device) == "cpu":
+    if config.precision == "fp16" and device.split(":")[0] == "cpu":
         raise ConfigError(f"space {config.name!r}: precision fp16 needs a GPU (device {device!r}); on the CPU use bf16")
     backend = _make_backend(config, folder, device)
     version = space_version(config, folder)
@@ -54,12 +54,6 @@ def load_space(name: str | os.PathLike, *, model_path: str | os.PathLike | None 
     if model_path is None and Path(str(name)).expanduser().exists():
         space.source = str(folder)  # a local model: its name alone would not find it again
     return space
-
-
-def torch_device_type(device: str) -> str:
-    import torch
-
-    return torch.device(device).type
 
 
 def resolve_device(device: str | None = None) -> str:

@@ -69,16 +69,24 @@ def open_collection(name_or_path: str | os.PathLike, *, space: Space | str | Non
     if (folder / INFO_FILE).is_file():
         col = Collection(folder)
         if space is not None:
-            col.attach_space(space if isinstance(space, Space) else load_space(space), source=str(space)
-                             if isinstance(space, str) else None)
+            col.attach_space(as_space(space))
         return col
     if not create:
         raise ConfigError(f"no collection at {folder}; create it with `omnivec index FOLDER --collection "
                           f"{name_or_path} --space SPACE`")
     if space is None:
         raise ConfigError(f"collection {name_or_path!r} does not exist yet: say which space to pin it to (--space)")
-    sp = space if isinstance(space, Space) else load_space(space)
-    return Collection.create(folder, sp, source=getattr(sp, "source", sp.name))
+    return Collection.create(folder, as_space(space))
+
+
+def as_space(space: Space | str) -> Space:
+    return space if isinstance(space, Space) else load_space(space)
+
+
+def pin_info(name: str, space: Space) -> dict:
+    """What a new collection records about itself, on either store: its space, and where to load it again."""
+    return {"format": FORMAT, "name": name, "created": time.time(),
+            "space": {**space.describe(), "source": space.source}}
 
 
 class Collection:
@@ -98,10 +106,9 @@ class Collection:
 
     # ---- identity -----------------------------------------------------------------------------------------------
     @classmethod
-    def create(cls, folder: Path, space: Space, source: str) -> "Collection":
+    def create(cls, folder: Path, space: Space) -> "Collection":
         folder.mkdir(parents=True, exist_ok=True)
-        info = {"format": FORMAT, "name": folder.name, "created": time.time(),
-                "space": {**space.describe(), "source": source}}
+        info = pin_info(folder.name, space)
         tmp = folder / (INFO_FILE + ".tmp")
         tmp.write_text(json.dumps(info, indent=2))
         os.replace(tmp, folder / INFO_FILE)  # the collection exists once this file does
@@ -123,12 +130,12 @@ class Collection:
     def space(self) -> Space:
         """The pinned space, loaded on first use from the source it was created with."""
         if self._space is None:
-            precision = self.pinned.get("precision", "fp32")  # a bf16 space is another version: load it as made
+            # A bf16 space is another version: load it as it was made.
             self.attach_space(load_space(self.pinned["source"],
-                                         overrides={"precision": precision} if precision != "fp32" else None))
+                                         overrides={"precision": self.pinned.get("precision", "fp32")}))
         return self._space
 
-    def attach_space(self, space: Space, source: str | None = None) -> None:
+    def attach_space(self, space: Space) -> None:
         self.check_space(space.name, space.version, space.dim)
         self._space = space
 

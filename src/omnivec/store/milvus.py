@@ -548,8 +548,7 @@ def _reason(e: Exception) -> str:
 # ---- opening a collection ---------------------------------------------------------------------------------------
 def open_milvus_collection(uri: str, *, space=None, create: bool = False):
     """open_collection for milvus:// locations: the same Collection, its records in Milvus."""
-    from ..spaces import Space, load_space
-    from .collection import FORMAT, Collection, omnivec_home
+    from .collection import Collection, as_space, omnivec_home, pin_info
 
     loc = MilvusLocation.parse(uri)
     store = MilvusStore(loc)
@@ -559,15 +558,14 @@ def open_milvus_collection(uri: str, *, space=None, create: bool = False):
     if info is not None:
         col = Collection(Path(folder), store=store, info=info)
         if space is not None:
-            col.attach_space(space if isinstance(space, Space) else load_space(space))
+            col.attach_space(as_space(space))
         return col
     if not create:
         raise ConfigError(f"no collection at {loc.uri}; create it with `omnivec index FOLDER --collection "
                           f"{loc.uri} --space SPACE`")
     if space is None:
         raise ConfigError(f"collection {loc.uri} does not exist yet: say which space to pin it to (--space)")
-    sp = space if isinstance(space, Space) else load_space(space)
-    info = {"format": FORMAT, "name": loc.name, "created": time.time(),
-            "space": {**sp.describe(), "source": getattr(sp, "source", sp.name)}}
+    sp = as_space(space)
+    info = pin_info(loc.name, sp)
     store.create(sp.dim, info)
     return Collection(Path(folder), sp, store=store, info=info)
