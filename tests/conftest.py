@@ -65,13 +65,25 @@ def shapes_clip_dir(omnivec_home) -> Path:
     """The small CLIP trained on generated shapes (train/recipes.py), in hub layout; trained once per session."""
     from omnivec.train.recipes import load_or_train_shapes_clip
 
-    # Developers may keep one trained copy across runs (OMNIVEC_TEST_MODEL_CACHE); CI trains it fresh. The copy
-    # under OMNIVEC_HOME is what the demo finds, so it is placed there either way.
+    return trained_model(load_or_train_shapes_clip, omnivec_home / "models")
+
+
+@pytest.fixture(scope="session")
+def shapes_resnet_clip_dir(omnivec_home) -> Path:
+    """The small CLIP with a ResNet image tower (train/resnet_recipe.py), the one that learns shape alone."""
+    from omnivec.train.resnet_recipe import load_or_train_shapes_resnet_clip
+
+    return trained_model(load_or_train_shapes_resnet_clip, omnivec_home / "models")
+
+
+def trained_model(load_or_train, models: Path) -> Path:
+    """A recipe's model under ``models``. Developers may keep one trained copy across runs (OMNIVEC_TEST_MODEL_CACHE);
+    CI trains it fresh. The copy under OMNIVEC_HOME is what the demo finds, so it is placed there either way."""
     cache = os.environ.get("OMNIVEC_TEST_MODEL_CACHE")
     if not cache:
-        return load_or_train_shapes_clip(omnivec_home / "models")
-    trained = load_or_train_shapes_clip(cache)
-    target = omnivec_home / "models" / trained.name
+        return load_or_train(models)
+    trained = load_or_train(cache)
+    target = models / trained.name
     shutil.copytree(trained, target, dirs_exist_ok=True)
     return target
 

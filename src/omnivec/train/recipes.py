@@ -29,8 +29,7 @@ RECIPE_VERSION = 1  # bump when anything below changes what gets trained
 
 # Tuned on 2 CPU cores: big enough to bind colour, size and background, small enough to reach >0.95 held-out
 # recall@1 on full captions in about a minute. Shape alone ("a red circle") it does not learn: not in 1,500 steps
-# either (measured on a GPU). CLIP's ResNet tower (open_clip ModifiedResNet, width 16, residual branches started
-# open, batch 128, constant 3e-3, no clipping) does, in about 1,000 steps: 3.5 minutes here, over the budget.
+# either (measured on a GPU). CLIP's ResNet tower does, in about 3 minutes: resnet_recipe.py, docs/training.md.
 TOWER = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4}
 PROJECTION_DIM = 64
 PATCH_SIZE = 8
@@ -174,11 +173,13 @@ def train_shapes_clip(
     model.save_pretrained(out)
     processor.save_pretrained(out)
     processor.image_processor.save_pretrained(out)  # preprocessor_config.json for image-only loaders
-    _write_recipe(out, recipe_key(seed, image_size, seconds, max_steps), stats, prep_seconds, recall, len(eval_scenes))
+    write_recipe(out, recipe_key(seed, image_size, seconds, max_steps), stats, prep_seconds, recall, len(eval_scenes))
     return out
 
 
-def _write_recipe(out: Path, key: dict, stats: TrainStats, prep_seconds: float, recall: dict, n_eval: int) -> None:
+def write_recipe(out: Path, key: dict, stats: TrainStats, prep_seconds: float, recall: dict, n_eval: int,
+                 batch_size: int = BATCH_SIZE, pool_size: int = POOL_SIZE) -> None:
+    """``omnivec_recipe.json``: what made the model (``key``) and how well it did on held-out scenes."""
     record = dict(
         key,
         steps=stats.steps,
@@ -186,8 +187,8 @@ def _write_recipe(out: Path, key: dict, stats: TrainStats, prep_seconds: float, 
         prep_seconds=round(prep_seconds, 2),
         final_loss=round(stats.final_loss, 4),
         logit_scale=round(stats.logit_scale, 2),
-        batch_size=BATCH_SIZE,
-        pool_size=POOL_SIZE,
+        batch_size=batch_size,
+        pool_size=pool_size,
         heldout_recall_at_1=recall,
         heldout_eval_size=n_eval,
         torch_threads=torch.get_num_threads(),
@@ -214,7 +215,7 @@ def load_or_train_shapes_clip(
     when complete, so an interrupted run never leaves a half-written model.
     """
     key = recipe_key(seed, image_size, seconds, max_steps)
-    final = Path(cache_dir) / f"{RECIPE_NAME}-v{RECIPE_VERSION}-seed{seed}-{image_size}px-{_budget_tag(seconds, max_steps)}"
+    final = Path(cache_dir) / f"{RECIPE_NAME}-v{RECIPE_VERSION}-seed{seed}-{image_size}px-{budget_tag(seconds, max_steps)}"
     return cached_model(final, key, lambda tmp: train_shapes_clip(tmp, seconds=seconds, seed=seed,
                                                                   image_size=image_size, max_steps=max_steps, log=log))
 
@@ -238,7 +239,7 @@ def cached_model(final: Path, key: dict, train: Callable[[Path], object]) -> Pat
     return final
 
 
-def _budget_tag(seconds: float, max_steps: int | None) -> str:
+def budget_tag(seconds: float, max_steps: int | None) -> str:
     return f"{seconds:g}s" + (f"-{max_steps}steps" if max_steps else "")
 
 
