@@ -71,7 +71,7 @@ def shapes_clip_dir(omnivec_home) -> Path:
 @pytest.fixture(scope="session")
 def shapes_resnet_clip_dir(omnivec_home) -> Path:
     """The small CLIP with a ResNet image tower (train/resnet_recipe.py), the one that learns shape alone."""
-    from omnivec.train.resnet_recipe import load_or_train_shapes_resnet_clip
+    from omnivec.train import load_or_train_shapes_resnet_clip
 
     return trained_model(load_or_train_shapes_resnet_clip, omnivec_home / "models")
 

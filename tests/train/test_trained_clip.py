@@ -16,52 +16,22 @@ import torch
 
 from omnivec.train import load_or_train_shapes_clip, read_recipe, write_clip_tokenizer
 from omnivec.train.recipes import make_processor
-from omnivec.train.shapes import Scene, evaluation_scenes
 
 MIN_RECALL = 0.9
 # Captions name size, colour, shape and background ("a small red circle on a yellow background"). This ViT binds
 # colour, size and background within its step budget but not shape alone; "a red circle" is tested on the ResNet
 # recipe's model (test_trained_resnet_clip.py).
 STYLE = "full"
-EVAL_SEED = 2024  # not the seed whose held-out recall the recipe records itself
 HUB_FILES = (
     "config.json", "model.safetensors", "vocab.json", "merges.txt", "tokenizer_config.json",
     "special_tokens_map.json", "preprocessor_config.json", "omnivec_recipe.json",
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def offline():
-    # Everything must load from the directory alone; there is no hub here.
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setenv("TRANSFORMERS_OFFLINE", "1")
-        yield
-
-
-@pytest.fixture(scope="module")
-def cache_dir(omnivec_home: Path) -> Path:
-    return omnivec_home / "models"
-
-
 @pytest.fixture(scope="module")
 def model_dir(shapes_clip_dir: Path) -> Path:
     """Trained once per session (tests/conftest.py) and shared with the pipeline tests that check meaning."""
     return shapes_clip_dir
-
-
-@pytest.fixture(scope="module")
-def heldout(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> tuple[list[Scene], list[Path]]:
-    """One held-out scene per (colour, shape), written to PNG files."""
-    image_size = read_recipe(model_dir)["image_size"]
-    scenes = evaluation_scenes(seed=EVAL_SEED, split="heldout")
-    folder = tmp_path_factory.mktemp("heldout_png")
-    paths = []
-    for i, scene in enumerate(scenes):
-        path = folder / f"{i:02d}_{scene.colour}_{scene.shape}.png"
-        scene.render(image_size).save(path)
-        paths.append(path)
-    return scenes, paths
 
 
 def recall_at_1(text: np.ndarray, images: np.ndarray) -> float:

@@ -15,48 +15,19 @@ import pytest
 import torch
 
 from omnivec.train import read_recipe
-from omnivec.train.resnet_recipe import image_transform, load_or_train_shapes_resnet_clip
-from omnivec.train.shapes import Scene, evaluation_scenes
+from omnivec.train import load_or_train_shapes_resnet_clip
+from omnivec.train.resnet_recipe import image_transform
 
 MIN_RECALL = 0.9
 # "a red circle": one held-out scene per (colour, shape), so only shape tells a colour's five scenes apart. (With
 # "full" captions the background would too: each held-out scene has its own.)
 STYLE = "short"
-EVAL_SEED = 2024  # not the seed whose held-out recall the recipe records itself
 HUB_FILES = ("open_clip_config.json", "open_clip_model.safetensors", "omnivec_recipe.json")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def offline():
-    # Everything must load from the directory alone; there is no hub here.
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setenv("TRANSFORMERS_OFFLINE", "1")
-        yield
-
-
-@pytest.fixture(scope="module")
-def cache_dir(omnivec_home: Path) -> Path:
-    return omnivec_home / "models"
 
 
 @pytest.fixture(scope="module")
 def model_dir(shapes_resnet_clip_dir: Path) -> Path:
     return shapes_resnet_clip_dir
-
-
-@pytest.fixture(scope="module")
-def heldout(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> tuple[list[Scene], list[Path]]:
-    """One held-out scene per (colour, shape), written to PNG files."""
-    image_size = read_recipe(model_dir)["image_size"]
-    scenes = evaluation_scenes(seed=EVAL_SEED, split="heldout")
-    folder = tmp_path_factory.mktemp("heldout_png")
-    paths = []
-    for i, scene in enumerate(scenes):
-        path = folder / f"{i:02d}_{scene.colour}_{scene.shape}.png"
-        scene.render(image_size).save(path)
-        paths.append(path)
-    return scenes, paths
 
 
 def recall_at_1(text: np.ndarray, images: np.ndarray) -> float:

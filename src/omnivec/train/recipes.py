@@ -138,10 +138,17 @@ def _image_size(processor) -> int:
     return int(processor.image_processor.crop_size["height"])
 
 
-def recipe_key(seed: int, image_size: int, seconds: float, max_steps: int | None) -> dict:
+def recipe_key(seed: int, image_size: int, seconds: float, max_steps: int | None,
+               recipe: str = RECIPE_NAME, version: int = RECIPE_VERSION) -> dict:
     """What identifies a trained model: reuse a cached one only if this matches."""
-    return {"recipe": RECIPE_NAME, "version": RECIPE_VERSION, "seed": seed, "image_size": image_size,
+    return {"recipe": recipe, "version": version, "seed": seed, "image_size": image_size,
             "seconds": seconds, "max_steps": max_steps}
+
+
+def model_folder(cache_dir: str | Path, key: dict) -> Path:
+    """Where the model of a recipe key is cached."""
+    budget = _budget_tag(key["seconds"], key["max_steps"])
+    return Path(cache_dir) / f"{key['recipe']}-v{key['version']}-seed{key['seed']}-{key['image_size']}px-{budget}"
 
 
 def train_shapes_clip(
@@ -215,9 +222,8 @@ def load_or_train_shapes_clip(
     when complete, so an interrupted run never leaves a half-written model.
     """
     key = recipe_key(seed, image_size, seconds, max_steps)
-    final = Path(cache_dir) / f"{RECIPE_NAME}-v{RECIPE_VERSION}-seed{seed}-{image_size}px-{budget_tag(seconds, max_steps)}"
-    return cached_model(final, key, lambda tmp: train_shapes_clip(tmp, seconds=seconds, seed=seed,
-                                                                  image_size=image_size, max_steps=max_steps, log=log))
+    return cached_model(model_folder(cache_dir, key), key, lambda tmp: train_shapes_clip(
+        tmp, seconds=seconds, seed=seed, image_size=image_size, max_steps=max_steps, log=log))
 
 
 def cached_model(final: Path, key: dict, train: Callable[[Path], object]) -> Path:
@@ -239,7 +245,7 @@ def cached_model(final: Path, key: dict, train: Callable[[Path], object]) -> Pat
     return final
 
 
-def budget_tag(seconds: float, max_steps: int | None) -> str:
+def _budget_tag(seconds: float, max_steps: int | None) -> str:
     return f"{seconds:g}s" + (f"-{max_steps}steps" if max_steps else "")
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .contrastive import ContrastiveBatch, train_contrastive
-from .recipes import budget_tag, cached_model, write_recipe
+from .recipes import cached_model, model_folder, recipe_key, write_recipe
 from .shapes import CAPTION_TEMPLATES, Scene, concept_names, evaluation_scenes, sample_scenes
 
 RECIPE_NAME = "shapes-clip-resnet"
@@ -181,12 +181,6 @@ def text_to_image_recall(model, transform, scenes: list[Scene], style: str = "sh
     return float(((t @ i.T).argmax(dim=1) == torch.arange(len(scenes))).float().mean())
 
 
-def recipe_key(seed: int, image_size: int, seconds: float, max_steps: int | None) -> dict:
-    """What identifies a trained model: reuse a cached one only if this matches."""
-    return {"recipe": RECIPE_NAME, "version": RECIPE_VERSION, "seed": seed, "image_size": image_size,
-            "seconds": seconds, "max_steps": max_steps}
-
-
 def train_shapes_resnet_clip(
     out_dir: str | Path,
     seconds: float = TRAIN_SECONDS_CAP,
@@ -219,7 +213,7 @@ def train_shapes_resnet_clip(
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "open_clip_model.safetensors"))
     config = {"model_cfg": model_config(image_size), "preprocess_cfg": preprocess_config()}
     (out / "open_clip_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-    write_recipe(out, recipe_key(seed, image_size, seconds, max_steps), stats, prep_seconds, recall, len(eval_scenes),
+    write_recipe(out, _key(seed, image_size, seconds, max_steps), stats, prep_seconds, recall, len(eval_scenes),
                  batch_size=BATCH_SIZE, pool_size=POOL_SIZE)
     return out
 
@@ -237,7 +231,10 @@ def load_or_train_shapes_resnet_clip(
     Training happens in a temporary sibling directory that is renamed into place
     when complete, so an interrupted run never leaves a half-written model.
     """
-    key = recipe_key(seed, image_size, seconds, max_steps)
-    final = Path(cache_dir) / f"{RECIPE_NAME}-v{RECIPE_VERSION}-seed{seed}-{image_size}px-{budget_tag(seconds, max_steps)}"
-    return cached_model(final, key, lambda tmp: train_shapes_resnet_clip(tmp, seconds=seconds, seed=seed,
-                                                                  image_size=image_size, max_steps=max_steps, log=log))
+    key = _key(seed, image_size, seconds, max_steps)
+    return cached_model(model_folder(cache_dir, key), key, lambda tmp: train_shapes_resnet_clip(
+        tmp, seconds=seconds, seed=seed, image_size=image_size, max_steps=max_steps, log=log))
+
+
+def _key(seed: int, image_size: int, seconds: float, max_steps: int | None) -> dict:
+    return recipe_key(seed, image_size, seconds, max_steps, recipe=RECIPE_NAME, version=RECIPE_VERSION)
