@@ -106,3 +106,33 @@ def test_heldout_recall_through_public_api(model_dir: Path, heldout) -> None:
             assert emb.dtype == np.float32 and emb.shape[0] == len(scenes)
             assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)
         assert recall_at_1(text, images) >= MIN_RECALL, style
+
+
+def test_training_only_the_used_token_rows_gives_the_same_model() -> None:
+    """`used_rows_only` is a speed-up only: a few steps with it and without it end at the same weights."""
+    import contextlib
+
+    from omnivec.train import contrastive, resnet_recipe as rr
+    from omnivec.train.shapes import sample_scenes
+
+    scenes = sample_scenes(48, seed=3)
+    transform = rr.image_transform(32)
+    pixels = rr.pixel_values(transform, [s.render(32) for s in scenes])
+    trained = []
+    for compact in (False, True):
+        torch.manual_seed(0)
+        model = rr.build_model(32)
+        batches = rr.ShapesBatches(scenes, pixels, batch_size=16, seed=0)
+        used = torch.unique(batches.input_ids)
+        before = model.token_embedding.weight.detach().clone()
+        with rr.used_rows_only(model, batches) if compact else contextlib.nullcontext():
+            contrastive.train_contrastive(rr.TrainView(model), batches, max_steps=3, lr=1e-2, schedule="constant",
+                                          grad_clip=None)
+        after = model.token_embedding.weight.detach()
+        unused = torch.ones(len(after), dtype=torch.bool)
+        unused[used] = False
+        assert torch.equal(after[unused], before[unused])      # AdamW never moves a row no caption uses
+        assert not torch.allclose(after[used], before[used])    # the used rows did train
+        trained.append(model.state_dict())
+    for name, tensor in trained[0].items():
+        torch.testing.assert_close(trained[1][name], tensor, atol=1e-5, rtol=1e-4, msg=name)
