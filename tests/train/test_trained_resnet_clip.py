@@ -1,7 +1,7 @@
 """Learned semantics, shape included: the tiny CLIP with CLIP's ResNet tower (train/resnet_recipe.py) retrieves
 held-out scenes from "a red circle" captions, where only shape tells a colour's five scenes apart.
 
-Trained once per module (about 3 minutes on 2 CPU cores), saved in open_clip's hub layout, then driven through
+Trained once per module (about 2 minutes on 2 CPU cores), saved in open_clip's hub layout, then driven through
 open_clip itself and through omnivec's public API with PNG files on disk.
 """
 
@@ -108,31 +108,73 @@ def test_heldout_recall_through_public_api(model_dir: Path, heldout) -> None:
         assert recall_at_1(text, images) >= MIN_RECALL, style
 
 
-def test_training_only_the_used_token_rows_gives_the_same_model() -> None:
-    """`used_rows_only` is a speed-up only: a few steps with it and without it end at the same weights."""
+def _train_a_few_steps(compact_rows: bool, distinct_captions: bool) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """Three steps of the recipe's training from one init; returns the weights and the token rows before/used."""
     import contextlib
 
     from omnivec.train import contrastive, resnet_recipe as rr
     from omnivec.train.shapes import sample_scenes
 
     scenes = sample_scenes(48, seed=3)
-    transform = rr.image_transform(32)
-    pixels = rr.pixel_values(transform, [s.render(32) for s in scenes])
+    pixels = rr.pixel_values(rr.image_transform(32), [s.render(32) for s in scenes])
+    torch.manual_seed(0)
+    model = rr.build_model(32)
+    batches = rr.ShapesBatches(scenes, pixels, batch_size=16, seed=0)
+    used = torch.unique(batches.input_ids)
+    before = model.token_embedding.weight.detach().clone()
+    with rr.used_rows_only(model, batches) if compact_rows else contextlib.nullcontext():
+        contrastive.train_contrastive(rr.TrainView(model, distinct_captions=distinct_captions), batches, max_steps=3,
+                                      lr=1e-2, schedule="constant", grad_clip=None)
+    return model.state_dict(), before, used
+
+
+def _assert_same_weights(a: dict, b: dict) -> None:
+    for name, tensor in a.items():
+        torch.testing.assert_close(b[name], tensor, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_training_only_the_used_token_rows_gives_the_same_model() -> None:
+    """`used_rows_only` is a speed-up only: a few steps with it and without it end at the same weights."""
     trained = []
     for compact in (False, True):
-        torch.manual_seed(0)
-        model = rr.build_model(32)
-        batches = rr.ShapesBatches(scenes, pixels, batch_size=16, seed=0)
-        used = torch.unique(batches.input_ids)
-        before = model.token_embedding.weight.detach().clone()
-        with rr.used_rows_only(model, batches) if compact else contextlib.nullcontext():
-            contrastive.train_contrastive(rr.TrainView(model), batches, max_steps=3, lr=1e-2, schedule="constant",
-                                          grad_clip=None)
-        after = model.token_embedding.weight.detach()
+        weights, before, used = _train_a_few_steps(compact_rows=compact, distinct_captions=False)
+        after = weights["token_embedding.weight"]
         unused = torch.ones(len(after), dtype=torch.bool)
         unused[used] = False
         assert torch.equal(after[unused], before[unused])      # AdamW never moves a row no caption uses
         assert not torch.allclose(after[used], before[used])    # the used rows did train
-        trained.append(model.state_dict())
-    for name, tensor in trained[0].items():
-        torch.testing.assert_close(trained[1][name], tensor, atol=1e-5, rtol=1e-4, msg=name)
+        trained.append(weights)
+    _assert_same_weights(*trained)
+
+
+def test_encoding_each_distinct_caption_once_gives_the_same_loss_and_gradients() -> None:
+    """`TrainView(distinct_captions=True)` is a speed-up only: the batch repeats captions, and sharing one text
+    vector among a caption's copies gives the same loss and the same gradient for every weight.
+
+    (Weights after several AdamW steps are not compared: for a weight whose gradient is near zero, such as the
+    attention pool's key projection, Adam's normalisation turns float rounding into full-size steps.)"""
+    from omnivec.train import contrastive, resnet_recipe as rr
+    from omnivec.train.shapes import sample_scenes
+
+    scenes = sample_scenes(48, seed=3)
+    pixels = rr.pixel_values(rr.image_transform(32), [s.render(32) for s in scenes])
+    batch = rr.ShapesBatches(scenes, pixels, batch_size=32, seed=0)(0)
+    assert len(torch.unique(batch.input_ids, dim=0)) < len(batch.input_ids)  # there is something to share
+    torch.manual_seed(0)
+    model = rr.build_model(32)
+    results = []
+    for distinct in (False, True):
+        view = rr.TrainView(model, distinct_captions=distinct)
+        model.zero_grad(set_to_none=True)
+        text, image = contrastive.embed_batch(view, batch)
+        loss = contrastive.contrastive_loss(text, image, view.logit_scale, batch.positives)
+        loss.backward()
+        results.append((text.detach(), loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()
+                                                       if p.grad is not None}))
+    (text_each, loss_each, grads_each), (text_shared, loss_shared, grads_shared) = results
+    torch.testing.assert_close(text_shared, text_each, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(loss_shared, loss_each, atol=1e-6, rtol=1e-6)
+    assert grads_shared.keys() == grads_each.keys()
+    for name, grad in grads_each.items():
+        scale = float(grad.abs().max()) + 1e-12
+        torch.testing.assert_close(grads_shared[name] / scale, grad / scale, atol=1e-4, rtol=0, msg=name)

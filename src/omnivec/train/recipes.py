@@ -29,7 +29,7 @@ RECIPE_VERSION = 1  # bump when anything below changes what gets trained
 
 # Tuned on 2 CPU cores: big enough to bind colour, size and background, small enough to reach >0.95 held-out
 # recall@1 on full captions in about a minute. Shape alone ("a red circle") it does not learn: not in 1,500 steps
-# either (measured on a GPU). CLIP's ResNet tower does, in about 3 minutes: resnet_recipe.py, docs/training.md.
+# either (measured on a GPU). CLIP's ResNet tower does, in about 2 minutes: resnet_recipe.py, docs/training.md.
 TOWER = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4}
 PROJECTION_DIM = 64
 PATCH_SIZE = 8
