@@ -119,7 +119,7 @@ def _train_a_few_steps(compact_rows: bool, distinct_captions: bool) -> tuple[dic
     pixels = rr.pixel_values(rr.image_transform(32), [s.render(32) for s in scenes])
     torch.manual_seed(0)
     model = rr.build_model(32)
-    batches = rr.ShapesBatches(scenes, pixels, batch_size=16, seed=0)
+    batches = rr.training_batches(scenes, pixels, batch_size=16, seed=0)
     used = torch.unique(batches.input_ids)
     before = model.token_embedding.weight.detach().clone()
     with rr.used_rows_only(model, batches) if compact_rows else contextlib.nullcontext():
@@ -158,7 +158,7 @@ def test_encoding_each_distinct_caption_once_gives_the_same_loss_and_gradients()
 
     scenes = sample_scenes(48, seed=3)
     pixels = rr.pixel_values(rr.image_transform(32), [s.render(32) for s in scenes])
-    batch = rr.ShapesBatches(scenes, pixels, batch_size=32, seed=0)(0)
+    batch = rr.training_batches(scenes, pixels, batch_size=32, seed=0)(0)
     assert len(torch.unique(batch.input_ids, dim=0)) < len(batch.input_ids)  # there is something to share
     torch.manual_seed(0)
     model = rr.build_model(32)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .contrastive import ContrastiveBatch, TrainStats, train_contrastive
-from .recipes import RECIPE_FILE, cached_model, read_recipe
+from .recipes import RECIPE_FILE, cached_model
 from .shapes import CAPTION_TEMPLATES, COLOURS, SHAPES, SIZES
 from .sounds import CONCEPTS, SAMPLE_RATE, SOUND_CAPTIONS, Sound, sample_sounds
 

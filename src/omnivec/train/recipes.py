@@ -16,11 +16,11 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from .contrastive import ContrastiveBatch, TrainStats, train_contrastive
-from .shapes import CAPTION_TEMPLATES, Scene, caption_attributes, concept_names, evaluation_scenes, sample_scenes
+from . import batches
+from .contrastive import TrainStats, train_contrastive
+from .shapes import Scene, evaluation_scenes, sample_scenes
 from .tokenizer import write_clip_tokenizer
 
 RECIPE_FILE = "omnivec_recipe.json"
@@ -40,10 +40,6 @@ LR = 2e-3
 # the run on a very slow machine (the recipe file records the steps actually taken).
 TRAIN_STEPS = 400
 TRAIN_SECONDS_CAP = 300.0
-
-_ATTRS = ("shape", "colour", "size", "background")
-_STYLES = tuple(CAPTION_TEMPLATES)
-
 
 def tiny_clip_config(image_size: int = 64):
     from transformers import CLIPConfig
@@ -74,51 +70,24 @@ def pixel_values(processor, images: Sequence, chunk: int = 512) -> torch.Tensor:
     return torch.cat(parts)
 
 
-class ShapesBatches:
-    """Random batches from a pre-rendered pool, each caption in a random style.
+class ShapesBatches(batches.ShapesBatches):
+    """The shared batches with this recipe's own order of random draws, which the suite's model depends on."""
 
-    ``positives`` marks every image a caption fits (e.g. two "a red circle" in one
-    batch), so identical captions are not pushed apart as negatives.
-    """
+    def draw(self):
+        # A coin per step, once for a hard-batch option since removed, then scenes, then uniform styles. Kept so that
+        # this model, which the rest of the suite is calibrated on, stays the same bit for bit: trained on the shared
+        # order instead, an equally good model failed 4 tests that expect its particular colour neighbours.
+        self.rng.random()
+        idx = self.rng.choice(len(self.pixels), self.batch_size, replace=False)
+        return idx, self.rng.integers(0, len(self.style_p), self.batch_size)
 
-    def __init__(self, scenes: list[Scene], pixels: torch.Tensor, tokenizer, batch_size: int, seed: int,
-                 focus: float = 0.0, focus_colours: int = 2):
-        self.pixels, self.batch_size = pixels, batch_size
-        self.focus, self.focus_colours = focus, focus_colours
-        self.rng = np.random.default_rng(seed)
-        names = concept_names()
-        self.codes = torch.tensor([[names[a].index(getattr(s, a)) for a in _ATTRS] for s in scenes])
-        colour = self.codes[:, _ATTRS.index("colour")].numpy()
-        self.by_colour = [np.flatnonzero(colour == c) for c in range(len(names["colour"]))]
-        # style -> which attributes its caption pins down
-        self.style_mask = torch.tensor([[a in caption_attributes(st) for a in _ATTRS] for st in _STYLES])
-        captions = [[s.caption(st) for st in _STYLES] for s in scenes]
-        flat = [c for row in captions for c in row]
-        enc = tokenizer(flat, padding=True, return_tensors="pt")
-        shape = (len(scenes), len(_STYLES), -1)
-        self.input_ids = enc["input_ids"].view(shape)
-        self.attention_mask = enc["attention_mask"].view(shape)
 
-    def __call__(self, step: int) -> ContrastiveBatch:
-        idx = torch.from_numpy(self._indices())
-        style = torch.from_numpy(self.rng.integers(0, len(_STYLES), self.batch_size))
-        codes = self.codes[idx]
-        same = codes[:, None, :] == codes[None, :, :]  # (text i, image j, attr)
-        positives = (same | ~self.style_mask[style][:, None, :]).all(dim=-1)
-        return ContrastiveBatch(
-            input_ids=self.input_ids[idx, style],
-            attention_mask=self.attention_mask[idx, style],
-            pixel_values=self.pixels[idx],
-            positives=positives,
-        )
-
-    def _indices(self) -> np.ndarray:
-        if self.rng.random() >= self.focus:
-            return self.rng.choice(len(self.pixels), self.batch_size, replace=False)
-        # Hard batch: few colours, so only shape/size/background can tell scenes apart.
-        colours = self.rng.choice(len(self.by_colour), self.focus_colours, replace=False)
-        pool = np.concatenate([self.by_colour[c] for c in colours])
-        return self.rng.choice(pool, self.batch_size, replace=len(pool) < self.batch_size)
+def hf_tokenize(tokenizer):
+    """A transformers tokenizer as the ``texts -> (input_ids, attention_mask)`` that ``ShapesBatches`` takes."""
+    def tokenize(texts):
+        enc = tokenizer(list(texts), padding=True, return_tensors="pt")
+        return enc["input_ids"], enc["attention_mask"]
+    return tokenize
 
 
 @torch.no_grad()
@@ -171,9 +140,9 @@ def train_shapes_clip(
 
     scenes = sample_scenes(POOL_SIZE, seed=seed, split="train")
     pixels = pixel_values(processor, [s.render(image_size) for s in scenes])
-    batches = ShapesBatches(scenes, pixels, processor.tokenizer, BATCH_SIZE, seed)
+    batch_source = ShapesBatches(scenes, pixels, hf_tokenize(processor.tokenizer), BATCH_SIZE, seed)
     prep_seconds = time.perf_counter() - start
-    stats = train_contrastive(model, batches, max_steps=max_steps, seconds=seconds, lr=LR, seed=seed, log=log)
+    stats = train_contrastive(model, batch_source, max_steps=max_steps, seconds=seconds, lr=LR, seed=seed, log=log)
 
     eval_scenes = evaluation_scenes(seed, split="heldout")
     recall = {st: text_to_image_recall(model, processor, eval_scenes, st) for st in ("short", "full")}

@@ -18,12 +18,12 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from .contrastive import ContrastiveBatch, train_contrastive
+from .batches import ShapesBatches
+from .contrastive import train_contrastive
 from .recipes import cached_model, model_folder, recipe_key, write_recipe
-from .shapes import CAPTION_TEMPLATES, Scene, concept_names, evaluation_scenes, sample_scenes
+from .shapes import CAPTION_TEMPLATES, Scene, evaluation_scenes, sample_scenes
 
 RECIPE_NAME = "shapes-clip-resnet"
 RECIPE_VERSION = 2  # bump when anything below changes what gets trained
@@ -52,7 +52,6 @@ TRAIN_SECONDS_CAP = 900.0
 # the attribute a tiny tower learns last; captions that name nothing else make it the whole of the loss for them.
 TRAIN_STYLES = dict(CAPTION_TEMPLATES, shape="a {shape}")
 STYLE_WEIGHTS = dict.fromkeys(CAPTION_TEMPLATES, 1.0) | {"shape": 3.0}
-_ATTRS = ("shape", "colour", "size", "background")
 
 
 def model_config(image_size: int = IMAGE_SIZE) -> dict:
@@ -92,6 +91,16 @@ def tokenize(texts: Sequence[str]) -> torch.Tensor:
     import open_clip
 
     return open_clip.tokenize(list(texts), context_length=TEXT_CFG["context_length"])
+
+
+def training_batches(scenes: list[Scene], pixels: torch.Tensor, batch_size: int, seed: int) -> ShapesBatches:
+    """This recipe's batches: its caption styles and weights, open_clip token ids."""
+    def tokenize_with_mask(texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = tokenize(texts)
+        return ids, (ids != 0).long()
+
+    return ShapesBatches(scenes, pixels, tokenize_with_mask, batch_size, seed, styles=TRAIN_STYLES,
+                         style_weights=STYLE_WEIGHTS)
 
 
 def pixel_values(transform, images: Sequence) -> torch.Tensor:
@@ -151,37 +160,6 @@ def used_rows_only(clip, batches: "ShapesBatches"):
         clip.token_embedding, batches.input_ids = full, original_ids
 
 
-class ShapesBatches:
-    """Random batches from a pre-rendered pool, each caption in a random style.
-
-    ``positives`` marks every image a caption fits (e.g. two "a red circle" in one
-    batch), so identical captions are not pushed apart as negatives.
-    """
-
-    def __init__(self, scenes: list[Scene], pixels: torch.Tensor, batch_size: int, seed: int):
-        self.pixels, self.batch_size = pixels, batch_size
-        self.rng = np.random.default_rng(seed)
-        names = concept_names()
-        self.codes = torch.tensor([[names[a].index(getattr(s, a)) for a in _ATTRS] for s in scenes])
-        styles = list(TRAIN_STYLES.values())
-        weights = np.array([STYLE_WEIGHTS[st] for st in TRAIN_STYLES])
-        self.style_p = weights / weights.sum()
-        # style -> which attributes its caption pins down
-        self.style_mask = torch.tensor([[f"{{{a}}}" in t for a in _ATTRS] for t in styles])
-        ids = tokenize([t.format(**s.attributes()) for s in scenes for t in styles])
-        self.input_ids = ids.view(len(scenes), len(styles), -1)
-
-    def __call__(self, step: int) -> ContrastiveBatch:
-        idx = torch.from_numpy(self.rng.choice(len(self.pixels), self.batch_size, replace=False))
-        style = torch.from_numpy(self.rng.choice(len(self.style_p), self.batch_size, p=self.style_p))
-        codes = self.codes[idx]
-        same = codes[:, None, :] == codes[None, :, :]  # (text i, image j, attr)
-        positives = (same | ~self.style_mask[style][:, None, :]).all(dim=-1)
-        ids = self.input_ids[idx, style]
-        return ContrastiveBatch(input_ids=ids, attention_mask=(ids != 0).long(), pixel_values=self.pixels[idx],
-                                positives=positives)
-
-
 @torch.no_grad()
 def text_to_image_recall(model, transform, scenes: list[Scene], style: str = "short",
                          image_size: int = IMAGE_SIZE) -> float:
@@ -214,7 +192,7 @@ def train_shapes_resnet_clip(
 
     scenes = sample_scenes(POOL_SIZE, seed=seed, split="train")
     pixels = pixel_values(transform, [s.render(image_size) for s in scenes])
-    batches = ShapesBatches(scenes, pixels.contiguous(memory_format=torch.channels_last), BATCH_SIZE, seed)
+    batches = training_batches(scenes, pixels.contiguous(memory_format=torch.channels_last), BATCH_SIZE, seed)
     prep_seconds = time.perf_counter() - start
     model.to(memory_format=torch.channels_last)  # oneDNN's convolutions run about 1.8x faster in NHWC on the CPU
     with used_rows_only(model, batches):

@@ -58,10 +58,14 @@ def concept_names() -> dict[str, tuple[str, ...]]:
     return {"shape": SHAPES, "colour": COLOURS, "size": tuple(SIZES), "background": COLOURS}
 
 
+def template_attributes(template: str) -> tuple[str, ...]:
+    """Attributes that a caption template names: "a {colour} {shape}" -> ("colour", "shape")."""
+    return tuple(name for _, name, _, _ in string.Formatter().parse(template) if name)
+
+
 def caption_attributes(style: str) -> tuple[str, ...]:
     """Attributes that a caption style mentions, read from its template."""
-    fields = string.Formatter().parse(CAPTION_TEMPLATES[style])
-    return tuple(name for _, name, _, _ in fields if name)
+    return template_attributes(CAPTION_TEMPLATES[style])
 
 
 def luma(colour: str) -> float:
