@@ -67,9 +67,7 @@ def captioned(shapes_clip):
     captions = [[s.caption("on"), s.caption("short")] for s in scenes]
     images = shapes_clip.embed_image([s.render(64) for s in scenes])
     flat = [c for pair in captions for c in pair]
-    # At most 64 texts per call: with more, the transformers backend's token counting (worker threads) races with
-    # encoding on the shared tokenizer's padding state and fails now and then (reported to the lead).
-    texts = np.concatenate([shapes_clip.embed_text(flat[i:i + 40]) for i in range(0, len(flat), 40)])
+    texts = shapes_clip.embed_text(flat)
     return captions, images, texts, flat
 
 
