@@ -63,8 +63,8 @@ def _space_for_demo(name: str, train_seconds: float, quiet: bool):
 
         note = (f"No pretrained weights are reachable for {name}: {str(e).split(': ', 1)[-1].split('. Looked')[0]}. "
                 "This demo falls back to the small CLIP that omnivec trains itself on generated shapes; it knows "
-                "colours and shapes only. Give a local copy with --model-path (omnivec embed) or "
-                "OMNIVEC_MODEL_DIR to use real weights.")
+                "their colours, sizes and backgrounds, and nothing else (each sample concept has its own colour). "
+                "Give a local copy with --model-path (omnivec embed) or OMNIVEC_MODEL_DIR to use real weights.")
         if not quiet:
             err.print(f"[yellow]{note}[/yellow]")
             err.print("training (or reusing) the fallback model ...")
