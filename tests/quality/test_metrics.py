@@ -86,8 +86,9 @@ def test_retrieval_recall_equals_clip_benchmark(captioned):
     for k in KS:
         assert same(t2i[f"recall@{k}"], theirs[f"image_retrieval_recall@{k}"])
         assert same(i2t[f"recall@{k}"], theirs[f"text_retrieval_recall@{k}"])
-    # not a trivial agreement: the model gets some right and some wrong
-    assert 0 < t2i["recall@1"] < t2i["recall@5"] < 1 and 0 < i2t["recall@1"] < i2t["recall@10"]
+    # not a trivial agreement: at k=1 the model gets some right and some wrong, and a larger k recovers some misses
+    # (whether k=5 recovers all of them depends on the model's seed, so that is not asked)
+    assert 0 < t2i["recall@1"] < t2i["recall@5"] and 0 < i2t["recall@1"] < i2t["recall@10"]
     # the per-query function itself, on one matrix: CLIP-style recall is "any relevant item in the top k"
     per_query = cb_retrieval.recall_at_k(torch.from_numpy(scores), torch.from_numpy(relevance), k=1)
     assert same(t2i["recall@1"], float((per_query > 0).float().mean()))

@@ -46,10 +46,10 @@ def test_hub_layout_and_recipe(model_dir: Path) -> None:
     assert [p.name for p in model_dir.parent.iterdir() if p.name.startswith(".")] == []
 
 
-def test_cached_model_is_reused(cache_dir: Path, model_dir: Path) -> None:
+def test_cached_model_is_reused(cache_dir: Path, model_dir: Path, training_seed: int) -> None:
     before = (model_dir / "open_clip_model.safetensors").stat().st_mtime_ns
     start = time.perf_counter()
-    assert load_or_train_shapes_resnet_clip(cache_dir) == model_dir
+    assert load_or_train_shapes_resnet_clip(cache_dir, seed=training_seed) == model_dir
     assert time.perf_counter() - start < 5
     assert (model_dir / "open_clip_model.safetensors").stat().st_mtime_ns == before
 
