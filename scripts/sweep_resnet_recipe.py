@@ -13,7 +13,9 @@ statistics as the CPU, not the same bits, so read it across seeds, never for one
     python scripts/sweep_resnet_recipe.py summarise runs.jsonl
 
 A config is a JSON object; {} is the recipe of version 1 (batch 256, 600 steps). Keys: steps, bs, lr, sched, warm,
-wd, betas, clip, size, width, layers, tw, tl, embed, pool, w (style weights), curr (steps of shape-first captions).
+wd, betas, clip, size, width, layers, tw, tl, embed, pool, w (style weights), curr (steps of shape-first captions),
+lo ([size, steps]: the first steps at a smaller image size), cool (fraction of the run at the end over which the
+learning rate falls linearly to zero).
 """
 
 from __future__ import annotations
@@ -78,6 +80,10 @@ class Sweep:
             scenes = sample_scenes(pool, seed=seed, split="train")
             self.pools[(size, pool)] = (scenes, _pixels(size, [s.render(size) for s in scenes], dev))
         scenes, pixels = self.pools[(size, pool)]
+        lo_size, lo_steps = cfg.get("lo", (size, 0))  # progressive resizing: the first lo_steps at lo_size px
+        if (lo_size, pool) not in self.pools:
+            self.pools[(lo_size, pool)] = (scenes, _pixels(lo_size, [s.render(lo_size) for s in scenes], dev))
+        lo_pixels = self.pools[(lo_size, pool)][1]
         if size not in self.evals:
             self.evals[size] = {sd: (ev, _pixels(size, [s.render(size) for s in ev], dev))
                                 for sd, ev in ((sd, evaluation_scenes(sd, split="heldout")) for sd in EVAL_SEEDS)}
@@ -99,7 +105,8 @@ class Sweep:
             c = codes[idx]
             positives = ((c[:, None, :] == c[None, :, :]) | ~pins[style][:, None, :]).all(dim=-1)
             t = ids[idx, style]
-            return contrastive.ContrastiveBatch(input_ids=t, attention_mask=(t != 0).long(), pixel_values=pixels[idx],
+            return contrastive.ContrastiveBatch(input_ids=t, attention_mask=(t != 0).long(),
+                                                pixel_values=(lo_pixels if step < lo_steps else pixels)[idx],
                                                 positives=positives)
 
         @torch.no_grad()
@@ -123,7 +130,7 @@ class Sweep:
         stats = contrastive.train_contrastive(
             TrainView(model), batch, max_steps=cfg.get("steps", 600), lr=cfg.get("lr", 1.5e-3), log=log,
             log_every=100, grad_clip=cfg.get("clip"), schedule=cfg.get("sched", "constant"),
-            warmup_steps=cfg.get("warm", 20), weight_decay=cfg.get("wd", 0.1), seed=seed,
+            warmup_steps=cfg.get("warm", 20), cooldown=cfg.get("cool", 0.0), weight_decay=cfg.get("wd", 0.1), seed=seed,
             betas=tuple(cfg.get("betas", (0.9, 0.98))))
         model.eval()
         return {"cfg": cfg, "seed": seed, "curve": curve, "full": recall("full"), "loss": round(stats.final_loss, 4),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 import torch
 
 from omnivec.train.batches import ShapesBatches
@@ -58,3 +59,24 @@ def test_styles_are_drawn_with_their_weights() -> None:
             drawn["shape" if text_of[i].count(" ") == 1 else "other"] += 1  # only "a circle" is two words
     share = drawn["shape"] / sum(drawn.values())
     assert abs(share - 3 / 8) < 0.03, share  # 3 of 3 + 5 (uniform would be 1 of 6)
+
+
+def test_progressive_resizing_swaps_the_images_only() -> None:
+    """With ``small_pixels`` the first ``small_steps`` batches show the same scenes, drawn in the same order with the
+    same captions, from the small rendering; later batches from the full one."""
+    scenes = sample_scenes(100, seed=7)
+    tokenize, _ = caption_table()
+    full = torch.arange(len(scenes)).view(-1, 1, 1, 1).float().expand(-1, 3, 4, 4)
+    small = -full[:, :, :2, :2]  # scene i is -i at half the size
+    plain = ShapesBatches(scenes, full, tokenize, batch_size=16, seed=3, styles=STYLES)
+    staged = ShapesBatches(scenes, full, tokenize, batch_size=16, seed=3, styles=STYLES, small_pixels=small,
+                           small_steps=2)
+    for step in range(4):
+        a, b = plain(step), staged(step)
+        assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.positives, b.positives)
+        if step < 2:
+            assert b.pixel_values.shape[-1] == 2 and torch.equal(b.pixel_values, -a.pixel_values[:, :, :2, :2])
+        else:
+            assert torch.equal(b.pixel_values, a.pixel_values)
+    with pytest.raises(ValueError, match="same scenes"):
+        ShapesBatches(scenes, full, tokenize, batch_size=16, seed=3, small_pixels=small[:50], small_steps=2)

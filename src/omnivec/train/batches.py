@@ -24,11 +24,18 @@ class ShapesBatches:
     ``positives`` marks every image a caption fits: two red circles in one batch both fit "a red circle", and "a
     circle" fits every circle. So captions that fit several images are not pushed away from all but one of them.
     All captions are tokenised once, up front; ``input_ids`` is (scenes, styles, length).
+
+    With ``small_pixels`` (the same scenes rendered smaller) the first ``small_steps`` batches use those instead:
+    progressive resizing, cheaper early steps that learn what needs no detail. The random draws are the same.
     """
 
     def __init__(self, scenes: Sequence[Scene], pixels: torch.Tensor, tokenize: Tokenize, batch_size: int, seed: int,
-                 styles: Mapping[str, str] = CAPTION_TEMPLATES, style_weights: Mapping[str, float] | None = None):
+                 styles: Mapping[str, str] = CAPTION_TEMPLATES, style_weights: Mapping[str, float] | None = None,
+                 small_pixels: torch.Tensor | None = None, small_steps: int = 0):
+        if small_steps and (small_pixels is None or len(small_pixels) != len(pixels)):
+            raise ValueError("small_steps needs small_pixels of the same scenes as pixels")
         self.pixels, self.batch_size = pixels, batch_size
+        self.small_pixels, self.small_steps = small_pixels, small_steps
         self.rng = np.random.default_rng(seed)
         names = concept_names()
         self.codes = torch.tensor([[names[a].index(getattr(s, a)) for a in ATTRIBUTES] for s in scenes])
@@ -51,4 +58,5 @@ class ShapesBatches:
         same = codes[:, None, :] == codes[None, :, :]  # (text i, image j, attribute)
         positives = (same | ~self.style_mask[style][:, None, :]).all(dim=-1)
         return ContrastiveBatch(input_ids=self.input_ids[idx, style], attention_mask=self.attention_mask[idx, style],
-                                pixel_values=self.pixels[idx], positives=positives)
+                                pixel_values=(self.small_pixels if step < self.small_steps else self.pixels)[idx],
+                                positives=positives)

@@ -64,14 +64,16 @@ def contrastive_loss(
     return (F.cross_entropy(logits, t2i) + F.cross_entropy(logits.T, i2t)) / 2
 
 
-def lr_factor(progress: float, step: int, warmup_steps: int, schedule: str) -> float:
-    """Linear warmup, then constant or cosine decay over ``progress`` in [0, 1]."""
+def lr_factor(progress: float, step: int, warmup_steps: int, schedule: str, cooldown: float = 0.0) -> float:
+    """Linear warmup, then constant or cosine decay over ``progress`` in [0, 1]; with ``cooldown`` > 0 the rate also
+    falls linearly to zero over that last fraction of the run (warmup-stable-decay)."""
     if step < warmup_steps:
         return (step + 1) / warmup_steps
+    tail = min(1.0, (1.0 - progress) / cooldown) if cooldown > 0 else 1.0
     if schedule == "constant":
-        return 1.0
+        return tail
     if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+        return tail * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
     raise ValueError(f"unknown schedule {schedule!r}")
 
 
@@ -96,6 +98,7 @@ def train_contrastive(
     weight_decay: float = 0.1,
     warmup_steps: int = 20,
     schedule: str = "cosine",
+    cooldown: float = 0.0,
     betas: tuple[float, float] = (0.9, 0.98),
     grad_clip: float | None = 1.0,
     seed: int = 0,
@@ -126,7 +129,7 @@ def train_contrastive(
         if batch is None:
             break
         for group in optimizer.param_groups:
-            group["lr"] = lr * lr_factor(progress, step, warmup_steps, schedule)
+            group["lr"] = lr * lr_factor(progress, step, warmup_steps, schedule, cooldown)
         loss = _train_step(model, optimizer, batch, grad_clip)
         losses.append(loss)
         step += 1

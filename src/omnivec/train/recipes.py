@@ -29,7 +29,7 @@ RECIPE_VERSION = 1  # bump when anything below changes what gets trained
 
 # Tuned on 2 CPU cores: big enough to bind colour, size and background, small enough to reach >0.95 held-out
 # recall@1 on full captions in about a minute. Shape alone ("a red circle") it does not learn: not in 1,500 steps
-# either (measured on a GPU). CLIP's ResNet tower does, in about 2 minutes: resnet_recipe.py, docs/training.md.
+# either (measured on a GPU). CLIP's ResNet tower does, in about 90 s: resnet_recipe.py, docs/training.md.
 TOWER = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4}
 PROJECTION_DIM = 64
 PATCH_SIZE = 8
@@ -154,8 +154,9 @@ def train_shapes_clip(
 
 
 def write_recipe(out: Path, key: dict, stats: TrainStats, prep_seconds: float, recall: dict, n_eval: int,
-                 batch_size: int = BATCH_SIZE, pool_size: int = POOL_SIZE) -> None:
-    """``omnivec_recipe.json``: what made the model (``key``) and how well it did on held-out scenes."""
+                 batch_size: int = BATCH_SIZE, pool_size: int = POOL_SIZE, **settings) -> None:
+    """``omnivec_recipe.json``: what made the model (``key``), how (``settings``: a recipe's own, such as a warm
+    phase at a smaller image size), and how well it did on held-out scenes."""
     record = dict(
         key,
         steps=stats.steps,
@@ -165,6 +166,7 @@ def write_recipe(out: Path, key: dict, stats: TrainStats, prep_seconds: float, r
         logit_scale=round(stats.logit_scale, 2),
         batch_size=batch_size,
         pool_size=pool_size,
+        **settings,
         heldout_recall_at_1=recall,
         heldout_eval_size=n_eval,
         torch_threads=torch.get_num_threads(),
