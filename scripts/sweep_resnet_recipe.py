@@ -130,8 +130,8 @@ class Sweep:
         stats = contrastive.train_contrastive(
             TrainView(model), batch, max_steps=cfg.get("steps", 600), lr=cfg.get("lr", 1.5e-3), log=log,
             log_every=100, grad_clip=cfg.get("clip"), schedule=cfg.get("sched", "constant"),
-            warmup_steps=cfg.get("warm", 20), cooldown=cfg.get("cool", 0.0), weight_decay=cfg.get("wd", 0.1), seed=seed,
-            betas=tuple(cfg.get("betas", (0.9, 0.98))))
+            warmup_steps=cfg.get("warm", 20), cooldown=cfg.get("cool", 0.0), weight_decay=cfg.get("wd", 0.1),
+            seed=seed, betas=tuple(cfg.get("betas", (0.9, 0.98))))
         model.eval()
         return {"cfg": cfg, "seed": seed, "curve": curve, "full": recall("full"), "loss": round(stats.final_loss, 4),
                 "sec": round(time.time() - start, 1)}

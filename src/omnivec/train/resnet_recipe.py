@@ -31,10 +31,10 @@ RECIPE_VERSION = 3  # bump when anything below changes what gets trained
 # Context 16 tokens: the longest caption is 10 with its start and end tokens, and CLIP's 77 would make every text
 # step several times dearer. 48 px scenes: shapes stay distinct and a step costs half of 64 px (32 or 40 px learnt
 # shape later). Shape is learnt in a late jump whose timing varies by seed; what brought it forward: captions of shape
-# alone, 1.5e-3 held constant until the cooldown (3e-3 learnt it later; 5e-3, or a 3x rate for the image tower, not within the budget),
-# and no gradient clipping. Batch 128, not 256: over 16 training seeds (a GPU sweep, figures in docs/training.md),
-# 1000 steps of 128 put every seed at 0.8 or more recall@1 for "a red circle" and 9 of 16 at 0.9 on all three
-# held-out sets, against 1 of 8 at 0.9 for 600 of 256, and a step of 128 costs about 0.6 of one of 256 here.
+# alone, 1.5e-3 held constant until the cooldown (3e-3 learnt it later; 5e-3, or a 3x rate for the image tower, not
+# within the budget), and no gradient clipping. Batch 128, not 256: over 16 training seeds (a GPU sweep, figures in
+# docs/training.md), 1000 steps of 128 put every seed at 0.8 or more recall@1 for "a red circle" and 9 of 16 at 0.9
+# on all three held-out sets, against 1 of 8 at 0.9 for 600 of 256, and a step of 128 costs about 0.6 of one of 256.
 TEXT_CFG = {"context_length": 16, "vocab_size": 49408, "width": 128, "heads": 4, "layers": 2}
 VISION_CFG = {"layers": [1, 1, 1, 1], "width": 16}
 EMBED_DIM = 64
@@ -145,7 +145,7 @@ class TrainView(torch.nn.Module):
         return self._encode_text_unpadded(distinct)[copies]
 
     def _encode_text_unpadded(self, ids: torch.Tensor) -> torch.Tensor:
-        """``clip.encode_text`` on the columns up to the last end token only (about 12 of 16 here).
+        """``clip.encode_text`` on the columns up to the last end token only (at most 10 of 16 here).
 
         The same computation: the tower is causal and reads each caption at its end token (the largest id), so no
         output depends on the padding after it. Written out because open_clip's ``encode_text`` always adds the
