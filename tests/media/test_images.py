@@ -144,9 +144,35 @@ def test_large_jpeg_is_decoded_at_reduced_size(big_jpeg, media_dir, size):
 
 def test_space_uses_reduced_decode(big_jpeg, tiny_clip):
     res = tiny_clip.embed_items([big_jpeg])[0]
-    # tiny_clip needs 32 px; the largest libjpeg reduction is 1/8: 500x375. The record keeps the file's size.
+    # tiny_clip needs 32 px; the largest libjpeg reduction is 1/8: 500x375, still over 4x the need, so 5x5 blocks
+    # are then averaged (shrink) to 100x75. The record keeps the file's size.
     assert (res.info["width"], res.info["height"]) == (4000, 3000)
-    assert res.info["decoded_size"] == [500, 375]
+    assert res.info["decoded_size"] == [100, 75]
+    assert load_image(to_media(big_jpeg), min_size=32).size == (100, 75)
+    assert load_image(to_media(big_jpeg), min_size=224).size == (500, 375)   # a real CLIP's 224: libjpeg alone
+
+
+@pytest.mark.parametrize("fmt", ["png", "webp", "array"])
+def test_large_non_jpeg_is_box_reduced_before_the_processor(media_dir, tiny_clip, fmt):
+    yy, xx = np.mgrid[0:700, 0:1000]
+    arr = np.stack([xx * 255 // 1000, yy * 255 // 700, (xx + yy) * 255 // 1700], -1).astype(np.uint8)
+    arr[200:500, 300:700] = (220, 30, 30)
+    arr = np.clip(arr + np.random.default_rng(5).normal(0, 6, arr.shape), 0, 255).astype(np.uint8)
+    item = arr if fmt == "array" else media_dir / f"big_{fmt}.{fmt}"
+    if fmt != "array":
+        Image.fromarray(arr).save(item, **({"lossless": True} if fmt == "webp" else {}))
+    # tiny_clip needs 32 px: 700 // 64 = 10, so 10x10 blocks are averaged and the short side stays >= 64.
+    reduced, full = load_image(to_media(item), min_size=32), load_image(to_media(item))
+    assert full.size == (1000, 700) and reduced.size == (100, 70)
+    box = np.asarray(full.resize((100, 70), Image.BOX), np.float64)     # the same as averaging 10x10 blocks
+    assert np.abs(np.asarray(reduced, np.float64) - box).max() <= 1
+    assert load_image(to_media(arr[:127, :300]), min_size=32).size == (300, 127)   # under 4x the need: untouched
+
+    res = tiny_clip.embed_items([item])[0]
+    assert (res.info["width"], res.info["height"]) == (1000, 700)                # the record describes the input
+    assert res.info["decoded_size"] == [100, 70]
+    exact = omnivec.load_space(tiny_clip.source, overrides={"image": {"reduced_decode": False}}).embed_image([item])[0]
+    assert float(res.vector @ exact) > 0.99
 
 
 def _forbid_decoding(monkeypatch):

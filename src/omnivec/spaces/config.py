@@ -24,8 +24,10 @@ class TextOptions:
 
 @dataclass(frozen=True)
 class ImageOptions:
-    # JPEGs at least twice the model's input size are decoded at 1/2, 1/4 or 1/8 scale by libjpeg (DCT scaling):
-    # several times faster on photos, at a cosine of about 0.99+ to a full decode. False: decode every pixel.
+    # JPEGs at least twice the model's input size are decoded at 1/2, 1/4 or 1/8 scale by libjpeg (DCT scaling),
+    # and any image still 4x the input size or more (PNG, WebP, TIFF, arrays) is box-reduced by a whole factor:
+    # several times faster on photos, at a cosine of about 0.99+ to a full decode. False: every pixel reaches the
+    # processor, for exact parity with the reference pipeline.
     reduced_decode: bool = True
 
 
