@@ -45,7 +45,7 @@ def load_image(media: Media, limits: Limits = DEFAULT_LIMITS, min_size: int | No
 
 def shrink(im: Image.Image, min_size: int | None) -> Image.Image:
     """Average k x k blocks (`Image.reduce`, the largest whole k that keeps the short side >= 2 x min_size).
-    The processor's antialiased resize of a 12 MP image costs ~150 ms of CPU, the reduction ~10 ms; the processor
+    The processor's antialiased resize of a 12 MP image costs 84-270 ms of CPU, the reduction ~20 ms; the processor
     still does the final resize, from at least twice its output size, so the model's input moves by under 1/255 on
     average (docs/benchmarks.md). Formats other than JPEG have no reduced-size decode, so this is where they save."""
     k = min(im.size) // (2 * min_size) if min_size else 0
