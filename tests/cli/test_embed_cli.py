@@ -12,6 +12,7 @@ import pytest
 
 import omnivec
 from omnivec.samples import make_sample_folder
+from vectors import assert_same_vectors
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -42,10 +43,11 @@ def test_embed_folder_to_parquet_reports_failures(folder, tiny_clip_dir, tmp_pat
     segments = [row for row in table if row["kind"] == "segment"]
     assert segments and all(row["end"] > row["start"] for row in segments)
     assert {row["space"] for row in table} == {tiny_clip_dir.name}
-    # The file holds what the Python API computes.
+    # The file holds what the Python API computes. The CLI embeds the file in a batch and the API alone, so the
+    # promise is the same vector up to float rounding (tests/vectors.py), not the same bits.
     space = omnivec.load_space(str(tiny_clip_dir))
     red = next(row for row in items if row["item"].endswith("red-circle-0.jpg"))
-    np.testing.assert_array_equal(np.asarray(red["vector"], np.float32), space.embed([red["item"]])[0])
+    assert_same_vectors(np.asarray(red["vector"], np.float32), space.embed([red["item"]])[0], "CLI and API")
     assert red["version"] == space.version
 
 

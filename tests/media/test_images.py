@@ -10,6 +10,7 @@ from PIL import Image, ImageFile
 import omnivec
 from omnivec import Limits, MediaError
 from omnivec.media import load_image, to_media
+from vectors import assert_same_vectors
 
 SIZE = 64  # conftest.SIZE
 FORMATS = ["jpeg", "png", "webp", "gif", "bmp", "tiff"]   # conftest.IMAGE_FORMATS
@@ -255,12 +256,13 @@ def test_same_image_same_bits(png_path, tiny_clip):
     assert np.array_equal(a, b) and np.array_equal(a, c)
 
 
-def test_image_alone_and_in_a_batch_are_bit_identical(png_path, other_pngs, tiny_clip):
-    # Batch composition must not change the bits: the image alone (batch of 1) and third in a batch of 6.
-    # (Before MKL_CBWR=AUTO,STRICT in backends/base.py, the final projection differed in the last bit.)
+def test_image_alone_and_in_a_batch_are_the_same_vector(png_path, other_pngs, tiny_clip):
+    # Batch composition must not change the vector beyond float rounding: the image alone (batch of 1), third in a
+    # batch of 6, and first in another order. The kernels a batch's shape selects differ in the last bits on some
+    # CPUs (AMD EPYC without AMX: 1.2e-7), so the promise is tests/vectors.py's tolerance, not the bits.
     alone = tiny_clip.embed_image(png_path)[0]
     batch = tiny_clip.embed_image(other_pngs[:2] + [png_path] + other_pngs[2:])
     assert not np.allclose(batch[0], alone, atol=1e-2)       # the companions are different images
-    assert np.array_equal(batch[2], alone), f"max abs diff {np.abs(batch[2] - alone).max():.3g}"
+    assert_same_vectors(batch[2], alone, "alone and third in a batch")
     reordered = tiny_clip.embed_image([png_path] + other_pngs[::-1])
-    assert np.array_equal(reordered[0], alone)
+    assert_same_vectors(reordered[0], alone, "alone and first in a batch")

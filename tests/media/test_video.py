@@ -102,19 +102,33 @@ def test_black_opening_does_not_make_videos_alike(black_opening_videos, tiny_cli
     assert float(na.vector @ nb.vector) > cos + 0.05
 
 
-def test_all_black_video_is_an_error(black_video, tiny_clip, media_dir, gen):
-    with pytest.raises(MediaError) as info:
-        tiny_clip.embed_video(black_video)
-    e = info.value
-    assert e.item == str(black_video) and e.stage == "decode"
-    assert "black" in e.cause and "no visible frames" in e.cause
-    # A flat grey video carries no picture either.
+def test_all_black_or_one_colour_videos_get_vectors(black_video, tiny_clip, media_dir, gen):
+    # Black frames are skipped between scenes, but a video that is black throughout is still embedded (from its
+    # first sampled frame): every video a user indexes gets a vector.
+    res = tiny_clip.embed_items([black_video])[0]
+    assert not isinstance(res, MediaError), res
+    assert res.info["frames"] == 1 and np.isclose(np.linalg.norm(res.vector), 1.0, atol=1e-5)
+    # Uniform colour is content, not a blank: flat grey, 6 s red then 6 s blue, a solid green. Each is embedded
+    # from all its sampled frames, and red-then-blue's two segments are told apart.
     grey = gen.write_video(media_dir / "grey.mp4", [np.full((gen.SIZE, gen.SIZE, 3), 128, np.uint8)] * 20)
-    out = tiny_clip.embed_items([grey], on_error="return")[0]
-    assert isinstance(out, MediaError) and "blank" in out.cause
-    # ... unless blank frames are wanted.
-    res = with_video_options(tiny_clip, skip_blank=False).embed_items([black_video])[0]
-    assert res.info["frames"] == 3
+    solid = lambda rgb, n: [np.full((gen.SIZE, gen.SIZE, 3), rgb, np.uint8)] * n   # noqa: E731
+    fps = 10
+    red_blue = gen.write_video(media_dir / "red_then_blue_solid.mp4", solid((220, 30, 30), 6 * fps)
+                               + solid((35, 75, 225), 6 * fps), fps=fps)
+    green = gen.write_video(media_dir / "green_solid.mp4", solid((30, 170, 60), 3 * fps), fps=fps)
+    out = tiny_clip.embed_items([grey, red_blue, green], on_error="return")
+    assert not any(isinstance(o, MediaError) for o in out), out
+    assert [o.info["frames"] for o in out] == [2, 12, 3]
+    first, last = out[1].segments[0].vector, out[1].segments[-1].vector
+    assert float(first @ last) < 0.999, "red and blue segments got the same vector"
+    # Dark frames with something in them are content too; only dark and flat is black.
+    from omnivec.media.video import is_blank
+
+    dark = np.zeros((32, 32), np.uint8)
+    assert is_blank(dark) and is_blank(dark + 10)
+    dark[8:24, 8:24] = 60                         # a dim shape on black: mean 15, but not flat
+    assert not is_blank(dark)
+    assert not is_blank(np.full((32, 32), 87, np.uint8))    # a red screen in grey
 
 
 @pytest.fixture(scope="module")

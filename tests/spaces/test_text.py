@@ -6,6 +6,7 @@ import pytest
 
 import omnivec
 from omnivec.spaces.pooling import pool, text_windows
+from vectors import assert_same_vectors
 
 WORDS = ("red circle blue square green triangle yellow star purple cross orange circle on a white background "
          "and then some more words about shapes and colours").split()
@@ -79,7 +80,9 @@ def test_prompt_templates_and_label_ensembles(tiny_clip):
 def test_text_vectors_do_not_depend_on_batch_companions(tiny_clip):
     alone = tiny_clip.embed_text(["a red circle"])[0]
     batch = tiny_clip.embed_text(["x", "a much longer sentence about a blue square on yellow", "a red circle"])[2]
-    assert np.array_equal(alone, batch)
+    # The same vector up to float rounding (tests/vectors.py): padding to the longest companion and the batch's
+    # shape may change the kernels' last bits on some CPUs, never more.
+    assert_same_vectors(alone, batch, "alone and in a padded batch")
 
 
 def test_bad_override_is_a_config_error(tiny_clip_dir):

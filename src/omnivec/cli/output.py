@@ -8,8 +8,24 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-out = Console()
-err = Console(stderr=True)
+
+
+class _Console(Console):
+    """A terminal gets rich's wrapping at its width. Piped or captured output is read by programs and by people's
+    tools (grep, a log, a CI page): there a path wrapped at 80 columns cannot be found or copied, so lines are
+    never wrapped and tables take their natural width."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        if not self.is_terminal:
+            kwargs.setdefault("soft_wrap", True)
+            if any(isinstance(o, Table) for o in objects):
+                kwargs.setdefault("width", UNWRAPPED_WIDTH)
+        super().print(*objects, **kwargs)
+
+
+UNWRAPPED_WIDTH = 10_000   # wider than any table omnivec prints, so tables are never squeezed
+out = _Console()
+err = _Console(stderr=True)
 
 
 def emit_json(obj: Any) -> None:

@@ -11,8 +11,9 @@ from ..errors import MediaError
 from .limits import DEFAULT_LIMITS, Limits
 from .source import Media
 
-# Thresholds on a 32x32 grey thumbnail (0..255): fades to black and title cards of one colour carry no content,
-# and two videos that merely start black must not look alike.
+# Thresholds on a 32x32 grey thumbnail (0..255). Black frames (fades, gaps between scenes) carry no content, and two
+# videos that merely start black must not look alike, so they are skipped. A frame of one colour is content (a red
+# screen, a sky, a solid-colour clip), and so is a dark frame with something in it: only dark AND flat is black.
 BLACK_MEAN = 16.0
 FLAT_STD = 4.0
 # Past this gap between samples, seeking to the keyframe before the next sample beats decoding everything between.
@@ -26,7 +27,8 @@ class Frame:
 
 
 def is_blank(gray: np.ndarray) -> bool:
-    return float(gray.mean()) < BLACK_MEAN or float(gray.std()) < FLAT_STD
+    """A black frame: dark and flat."""
+    return float(gray.mean()) < BLACK_MEAN and float(gray.std()) < FLAT_STD
 
 
 def video_duration(media: Media) -> float:
@@ -45,11 +47,14 @@ def video_duration(media: Media) -> float:
 def sample_frames(media: Media, fps: float, limits: Limits = DEFAULT_LIMITS, min_size: int = 224,
                   skip_blank: bool = True) -> Iterator[Frame]:
     """Yield one frame per 1/fps seconds (the first frame at or after each sample time), scaled down so the
-    short side is about `min_size` (never up). Raises MediaError when nothing visible can be decoded."""
+    short side is about `min_size` (never up). Black frames are skipped, but a video that is black throughout
+    still yields its first sampled frame: it is content too (and gets a vector). Raises MediaError when no frame
+    can be decoded."""
     import av
 
     step = 1.0 / fps
     yielded = decoded = 0
+    first_black: Frame | None = None
     try:
         with media.open() as f, av.open(f) as container:
             if not container.streams.video:
@@ -85,6 +90,8 @@ def sample_frames(media: Media, fps: float, limits: Limits = DEFAULT_LIMITS, min
                     while next_t <= t + 1e-6:
                         next_t += step
                     if skip_blank and is_blank(frame.to_ndarray(format="gray", width=32, height=32)):
+                        if first_black is None:
+                            first_black = Frame(time=round(max(t, sample_t), 6), image=_scaled(frame, min_size))
                         if next_t - t >= SEEK_GAP_SECONDS:
                             break
                         continue
@@ -103,7 +110,9 @@ def sample_frames(media: Media, fps: float, limits: Limits = DEFAULT_LIMITS, min
     if decoded == 0:
         raise MediaError(media.name, "video has no decodable frames", "decode")
     if yielded == 0:
-        raise MediaError(media.name, "video has no visible frames (all sampled frames are black or blank)", "decode")
+        if first_black is None:
+            raise MediaError(media.name, "video has no frame at any sample time", "decode")
+        yield first_black
 
 
 def _decode(container, stream):
