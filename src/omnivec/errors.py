@@ -25,6 +25,14 @@ class ModalityError(OmnivecError):
     """A space was asked for a modality it does not cover."""
 
 
+class UncoveredModalityError(MediaError, ModalityError):
+    """An input whose content is of a modality the space does not cover: one item's failure (a MediaError, so
+    `on_error="return"` puts it in the item's place) and a ModalityError (raised, and exit code 4 in the CLI)."""
+
+    def __init__(self, item: str, cause: str):
+        super().__init__(item, cause, "modality")
+
+
 class ModelNotFoundError(OmnivecError):
     """Weights are not on disk and could not be fetched."""
 

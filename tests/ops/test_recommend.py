@@ -69,8 +69,10 @@ def test_liking_red_images_returns_red_items(col, library):
     liked = [root / "red-circle-white-0.png", root / "red-square-white-1.png"]
     recs = recommend(col, like=[str(p) for p in liked], modalities="image", k=40)
     ranking = [colour_of(n) for n in names(recs.hits)]
+    # What every seed of the shapes recipe gives (seeds 0-2 checked, docs/training.md): the two nearest are red
+    # and red ranks best on average. How many of the next few are red is not: seed 2 puts purple, the palette's
+    # nearest hue to red, at ranks 3-5.
     assert ranking[:2] == ["red", "red"], ranking
-    assert ranking[:5].count("red") >= 3, ranking
     mean_rank = {c: np.mean([i for i, x in enumerate(ranking) if x == c]) for c in COLOURS}
     assert min(mean_rank, key=mean_rank.get) == "red", mean_rank
     # the liked items are stored ones: their stored vectors are used and they are not recommended back

@@ -1,8 +1,6 @@
 """`omnivec index | search | errors | reembed`: collections from the command line."""
 from __future__ import annotations
 
-import shutil
-import time
 from pathlib import Path
 
 import typer
@@ -10,7 +8,6 @@ import typer
 from ..errors import ConfigError
 from ..spaces import load_space
 from ..store import open_collection
-from ..store.collection import collection_path
 from .output import emit_json, err, out, table
 
 COLLECTION = typer.Option("default", "--collection", "-c", help="Collection name (under $OMNIVEC_HOME), folder, or "
@@ -36,6 +33,11 @@ def register(app: typer.Typer) -> None:
         """Index folders and manifests into a collection; re-runs skip unchanged files and resume after a crash."""
         from ..ingest import index
 
+        # A path that is not there is a mistake in the command, not a failed item: say so before anything is
+        # created (a typo must not leave an empty collection behind).
+        missing = [p for p in paths if not p.startswith(("http://", "https://")) and not Path(p).expanduser().exists()]
+        if missing:
+            raise ConfigError(f"no such file or folder: {', '.join(missing)}; nothing was indexed")
         if precision:
             if not space:
                 raise typer.BadParameter("--precision applies to the space of a new collection: give --space too")
@@ -72,7 +74,7 @@ def register(app: typer.Typer) -> None:
         image: list[Path] = typer.Option(None, "--image", help="Search by an image (repeatable)."),
         audio: list[Path] = typer.Option(None, "--audio", help="Search by a sound."),
         video: list[Path] = typer.Option(None, "--video", help="Search by a video."),
-        like: list[str] = typer.Option(None, "--like", help="More like this stored item id."),
+        like: list[str] = typer.Option(None, "--like", help="More like this stored item: an id, content hash or stored path."),
         weights: str = typer.Option(None, "--weights", help="Weights of the query parts, comma-separated, in the "
                                     "order: text, images, audio, videos, likes."),
         modality: str = typer.Option(None, "--modality", "-m", help="Only these modalities, e.g. image,video."),
@@ -108,31 +110,19 @@ def register(app: typer.Typer) -> None:
 
     @app.command("reembed")
     def reembed_cmd(collection: str = COLLECTION, space: str = typer.Option(..., "--space", "-s"),
+                    drop_unreadable: bool = typer.Option(False, "--drop-unreadable",
+                                                         help="drop items whose files are gone instead of stopping"),
                     json_out: bool = typer.Option(False, "--json")) -> None:
-        """Move a collection to another space: re-embed every stored path, then swap atomically."""
-        from ..ingest import index
+        """Move a collection to another space: re-embed every item, keep its metadata, tags, moderation, errors and
+        audit log, then swap atomically (a killed run leaves the old collection as it was; run it again)."""
+        from ..ingest.reembed import reembed
 
-        old = open_collection(collection)
-        if old.location.startswith("milvus://"):
-            raise ConfigError(f"reembed swaps collection folders; for {old.location} index the paths into a new "
-                              f"Milvus collection with --space {space}, then switch to it")
-        paths = sorted({p for row in old.items(None, ["paths"]).column("paths").to_pylist() for p in row or []})
-        folder = old.folder
-        tmp = folder.with_name(f".{folder.name}.reembed")
-        shutil.rmtree(tmp, ignore_errors=True)  # a previous interrupted attempt
-        new = open_collection(tmp, space=space, create=True)
-        new.info["name"] = old.name
-        summary = index(new, paths, progress=not json_out)
-        (tmp / "collection.json").write_text(__import__("json").dumps({**new.info, "name": old.name}, indent=2))
-        retired = folder.with_name(f".{folder.name}.old-{int(time.time())}")
-        folder.rename(retired)
-        tmp.rename(folder)
-        shutil.rmtree(retired, ignore_errors=True)
-        result = {"collection": old.name, "from": old.pinned["name"], "to": new.pinned["name"], **summary.to_dict()}
+        result = reembed(collection, space, progress=not json_out, drop_unreadable=drop_unreadable)
         if json_out:
-            emit_json(result)
+            emit_json(result.to_dict())
         else:
-            err.print(f"{old.name}: re-embedded {summary.indexed} items from {old.pinned['name']} into "
-                      f"{new.pinned['name']}")
-        if summary.failed:
+            err.print(f"{result.collection}: re-embedded {result.carried_items} items from {result.source} into "
+                      f"{result.target}" + (" (resumed)" if result.resumed else "")
+                      + (f"; dropped {len(result.dropped)} unreadable items" if result.dropped else ""))
+        if result.newly_failed or result.dropped:   # files that failed before and fail again are no news
             raise typer.Exit(1)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ..errors import MediaError
+from ..errors import MediaError, ModalityError
 from ..spaces import Embedding, load_space
 from .output import emit_json, err, table
 
@@ -58,8 +58,8 @@ def register(app: typer.Typer) -> None:
                 err.print(f"wrote {len(ok)} vectors ({sp.name}, {sp.dim}-d, version {sp.version}) to {out}")
             for f in failed:
                 err.print(f"[red]failed[/red] {f.item}: {f.stage}: {f.cause}")
-        if failed:
-            raise typer.Exit(1)
+        if failed:  # 4 when every failure is content the space does not cover (README: exit codes)
+            raise typer.Exit(4 if all(isinstance(f, ModalityError) for f in failed) else 1)
 
 
 def _expand(paths: list[Path]) -> list[Path]:

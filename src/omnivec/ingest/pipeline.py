@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import os
 import time
 from collections import Counter
@@ -22,7 +23,7 @@ from ..media.document import chunk, chunk_budget, document_mime, extract, read_d
 from ..progress import ProgressBar
 from ..spaces import Embedding, Segment
 from ..spaces.pooling import pool
-from ..store.collection import Collection
+from ..store.collection import Collection, settable
 from ..store.lance import sql_in
 from .manifest import is_manifest, read_manifest
 from .walk import walk
@@ -125,6 +126,8 @@ class _Job:
         self.rows: list[dict] = []
         self.path_updates: dict[str, set[str]] = {}     # stored hash -> paths to add to its records
         self.path_removals: dict[str, set[str]] = {}    # stored hash -> paths edited in place since
+        self.meta_first: dict[str, dict] = {}           # hash -> the metadata of its first manifest row this run
+        self.meta_updates: dict[str, dict] = {}         # stored hash -> manifest metadata to make it follow
         self.file_rows: list[dict] = []
         self.error_rows: list[dict] = []
         self.cleared: list[str] = []
@@ -142,6 +145,8 @@ class _Job:
             except MediaError as err:
                 self._fail(e, err.stage, err.cause)
                 verdict = "failed"
+            if verdict in ("embed", "document"):
+                self.meta_first.setdefault(e.content_hash, e.meta)
             if verdict == "embed":
                 self.embedding.append(e)
                 self.inflight[e.content_hash] = []
@@ -160,6 +165,7 @@ class _Job:
             prev = self.files.get(e.location)
             if prev and prev["status"] in ("indexed", "skipped"):
                 self.summary.unchanged += 1
+                self._follow_meta(prev.get("content_hash"), e.meta)
                 return "unchanged"
             e.data = fetch_url(e.location, self.limits)
             e.size, e.content_hash = len(e.data), hashlib.sha256(e.data).hexdigest()
@@ -175,6 +181,7 @@ class _Job:
             if prev and prev["status"] in ("indexed", "skipped") and prev["size"] == e.size \
                     and prev["mtime_ns"] == e.mtime_ns:
                 self.summary.unchanged += 1
+                self._follow_meta(prev.get("content_hash"), e.meta)
                 return "unchanged"
             e.content_hash, head = _hash_file(e.location, e.size, self.limits.max_bytes)
             if prev and prev.get("content_hash") and prev["content_hash"] != e.content_hash:
@@ -182,6 +189,7 @@ class _Job:
                 self.path_removals.setdefault(prev["content_hash"], set()).add(e.location)
         if e.content_hash in self.known:
             self._add_path(e)
+            self._follow_meta(e.content_hash, e.meta)
             return "duplicate"
         if e.content_hash in self.inflight:
             self.inflight[e.content_hash].append(e)
@@ -272,6 +280,15 @@ class _Job:
             bar.advance()
         self.maybe_flush()
 
+    def _follow_meta(self, content_hash: str | None, meta: dict) -> None:
+        """Stored content follows its manifest row: a field the row gives is set to the row's value (fields the
+        row does not give, like tags, are left alone). When several rows name the same bytes, the first row in
+        manifest order gives the item's values, on every run alike."""
+        if not meta or not content_hash or content_hash in self.meta_first:
+            return
+        self.meta_first[content_hash] = meta
+        self.meta_updates[content_hash] = meta
+
     def _add_path(self, e: _Entry) -> None:
         self.summary.duplicates += 1
         self.path_updates.setdefault(e.content_hash, set()).add(e.location)
@@ -294,11 +311,13 @@ class _Job:
 
     def flush(self) -> None:
         store = self.col.store
-        if not (self.rows or self.path_updates or self.path_removals or self.file_rows or self.error_rows):
+        if not (self.rows or self.path_updates or self.path_removals or self.file_rows or self.error_rows
+                or self.meta_updates):
             return
         self.commits += 1
         self.col.write_records(self.rows)                 # 1. new content (atomic)
         self._apply_path_updates()                        # 2. extra paths of stored content
+        self._apply_meta_updates()                        #    and manifest edits of stored content
         self.known -= _detach_paths(store, self.path_removals)  # and paths whose file now holds other bytes
         self.path_removals = {}
         ok_paths = [r["path"] for r in self.file_rows if r["status"] != "failed"]
@@ -329,6 +348,22 @@ class _Job:
 
             store.upsert_records(pa.Table.from_pylist(changed, schema=t.schema))
         self.path_updates = {}
+
+    def _apply_meta_updates(self) -> None:
+        """Manifest values that differ from the stored ones, in one metadata commit per set of fields."""
+        if not self.meta_updates:
+            return
+        hashes = [h for h in self.meta_updates if h in self.known]
+        stored = {r["content_hash"]: json.loads(r["meta"]) if r["meta"] else {}
+                  for r in self.col.items(sql_in("content_hash", hashes), ["content_hash", "meta"]).to_pylist()}
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for h in hashes:
+            meta = {k: v for k, v in self.meta_updates[h].items() if settable(k)}
+            if h in stored and any(stored[h].get(k) != v for k, v in meta.items()):
+                groups.setdefault(tuple(sorted(meta)), []).append(h)
+        for fields, group in groups.items():
+            self.col.update_metadata(group, {f: [self.meta_updates[h][f] for h in group] for f in fields})
+        self.meta_updates = {}
 
     # ---- --sync ---------------------------------------------------------------------------------------------------
     def sync(self, seen: set[str], roots: list[str]) -> None:

@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, ModalityError, OmnivecError
+from ..errors import ConfigError, OmnivecError
 
 METHODS = ("kmeans", "hdbscan")
 MODALITIES = ("text", "image", "audio", "video")
@@ -40,18 +40,8 @@ class ItemVectors:
 
 
 def check_modalities(col, modalities: str | Sequence[str] | None) -> list[str] | None:
-    """Parse "image,video" or a list; unknown names are a usage error, ones the space lacks a ModalityError."""
-    if modalities is None or modalities == "" or modalities == []:
-        return None
-    mods = [m.strip() for m in (modalities.split(",") if isinstance(modalities, str) else modalities) if m.strip()]
-    for m in mods:
-        if m not in MODALITIES:
-            raise ConfigError(f"unknown modality {m!r}; use one of {', '.join(MODALITIES)}")
-        covered = col.pinned.get("modalities")
-        if covered is not None and m not in covered:
-            raise ModalityError(f"collection {col.name!r} is pinned to space {col.pinned['name']!r}, which does not "
-                                f"cover {m} (it covers {', '.join(covered)})")
-    return mods
+    """Parse "image,video" or a list (Collection.check_modalities: the one check every command uses)."""
+    return col.check_modalities(modalities)
 
 
 def modality_filter(where: str | None, modalities: Sequence[str] | None) -> str | None:

@@ -168,9 +168,14 @@ def collection_windows(col, *, by: str = "added", split: float | str | None = No
     known = ~np.isnan(vs.times)
     if not known.any():
         raise ConfigError(f"column {by!r} of collection {col.name!r} has no values to split on")
-    cut = float(np.median(vs.times[known])) if split is None else _as_time(split, by)
-    if split is None and not (vs.times[known] < cut).any():
-        raise ConfigError(f"every item has the same {by!r}; give --split or windows with --where-a/--where-b")
+    if split is None:   # the median moment, cut as time_windows cuts (it refuses a column with no spread)
+        try:
+            cut = float(vs.times[time_windows(vs.times, 2)[1]].min())
+        except ConfigError:
+            raise ConfigError(f"every item has the same {by!r} (to the second): there is no before and after to "
+                              f"compare; give --split or windows with --where-a/--where-b") from None
+    else:
+        cut = _as_time(split, by)
     a, b = vs.subset(known & (vs.times < cut)), vs.subset(known & (vs.times >= cut))
     a, b = cap(a, max_items, seed), cap(b, max_items, seed + 1)
     return _nonempty(a, b, f"{by} < {cut}", f"{by} >= {cut}") + ({"by": by, "split": cut},)
@@ -206,10 +211,26 @@ def _as_time(value, column: str) -> float:
 
 
 # ---- over time ----------------------------------------------------------------------------------------------------
+TIME_RESOLUTION_S = 1.0   # times closer than this are the same moment (one indexing batch, one second of queries)
+
+
 def time_windows(times: np.ndarray, windows: int) -> list[np.ndarray]:
-    """Positions of `windows` consecutive windows holding equal numbers of records, in time order."""
-    order = np.argsort(times, kind="stable")
-    return [w for w in np.array_split(order, windows) if len(w)]
+    """Positions of up to `windows` consecutive time windows, cut at the quantiles of the times. Windows are
+    defined by time values, never by row order: records of the same moment (to TIME_RESOLUTION_S) always share
+    a window, so windows may differ in size, and a column with no spread is refused (ConfigError), since any
+    split of it would only compare the order rows were written in."""
+    moments = np.floor(np.asarray(times, np.float64) / TIME_RESOLUTION_S)
+    known = moments[~np.isnan(moments)]
+    if len(np.unique(known)) < 2:
+        raise ConfigError("every record has the same time (to the second), so there is nothing to compare over time: "
+                          "choose a column with spread (--by) or give the windows (--where-a/--where-b)")
+    ordered = np.sort(known)   # window w would start at rank w*n/windows; it starts at that record's moment
+    edges = np.unique(ordered[[int(len(ordered) * w / windows) for w in range(1, windows)]])
+    edges = edges[edges > known.min()]           # a cut at the earliest moment would leave its window empty
+    if not len(edges):                           # most records share the earliest moment: cut just after it
+        edges = np.unique(known)[1:2]
+    index = np.searchsorted(edges, moments, side="right")
+    return [p for p in (np.flatnonzero((index == w) & ~np.isnan(moments)) for w in range(len(edges) + 1)) if len(p)]
 
 
 def drift_over_time(vs: VectorSet, windows: int = 4, *, permutations: int = 300, seed: int = 0) -> list[dict]:

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, OmnivecError
+from ..errors import ConfigError
 from ..store import Collection
 from ..store.lance import sql_in
 
@@ -65,17 +65,7 @@ def explain(col: Collection, item: str, query: Any = None, *, vector: np.ndarray
 
 def find_item(col: Collection, item: str) -> dict:
     """The stored item row for an item id, a content hash or one of its paths."""
-    try:
-        return col.get(item)
-    except OmnivecError:
-        pass
-    wanted = {item, str(Path(item).expanduser().resolve())}
-    t = col.items(None, ["id", "paths"])
-    for iid, paths in zip(t.column("id").to_pylist(), t.column("paths").to_pylist()):
-        if wanted & set(paths or []):
-            return col.get(iid)
-    raise ConfigError(f"collection {col.name!r} has no item {item!r} (give an item id, a content hash or a stored "
-                      f"path, as `omnivec search` prints them)")
+    return col.get(col.find_item(item))
 
 
 def _load_rows(col: Collection, modalities: Sequence[str] | None, where: str | None) -> dict:

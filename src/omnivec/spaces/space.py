@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import MediaError, ModalityError
+from ..errors import MediaError, ModalityError, UncoveredModalityError
 from ..progress import ProgressBar
 from ..media import DEFAULT_LIMITS, Limits, Media, decode_audio_stream, load_audio, load_image, sample_frames, to_media
 from ..media.sensors import SENSOR_MODALITIES, load_imu, load_single_channel, to_sensor_media
@@ -203,8 +203,9 @@ class Space:
         if modality is not None and media.modality != modality:
             raise MediaError(media.name, f"expected {modality}, but the content is {media.modality} ({media.mime})", "sniff")
         if media.modality not in self.modalities:
-            raise MediaError(media.name, f"space {self.name!r} does not cover {media.modality} "
-                             f"(it covers {', '.join(self.modalities)})", "modality")
+            raise UncoveredModalityError(media.name, f"space {self.name!r} does not cover {media.modality} "
+                                         f"(it covers {', '.join(self.modalities)}); use a space that does, e.g. "
+                                         f"{_space_for(media.modality)}")
         p = Pending(index=index, name=media.name, modality=media.modality, info={"mime": media.mime})
         return p, getattr(self, f"_parts_{media.modality}")(media, p)
 

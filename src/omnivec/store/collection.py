@@ -15,15 +15,23 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
-from ..errors import ConfigError, OmnivecError
+from ..errors import ConfigError, ModalityError, OmnivecError
+from ..media.source import MODALITIES
 from ..spaces import Space, load_space
+from .filters import filter_fields
 from .lance import LanceStore, sql_in
 from .schema import BUILTIN_COLUMNS, item_id, row_key
 
 USER_SETTABLE = ("year", "taken_at", "lat", "lon")  # built-in columns that user metadata may set
 
+
+def settable(name: str) -> bool:
+    """Whether user metadata may set this field (a built-in column other than year, time and place may not)."""
+    return name not in ("meta", "vector") and (name not in BUILTIN_COLUMNS or name in USER_SETTABLE)
+
 FORMAT = 1
 INFO_FILE = "collection.json"
+REEMBED_READY = "REEMBED_READY"   # in a finished `.NAME.reembed` folder: it may replace the collection
 
 
 class SpaceMismatchError(ConfigError):
@@ -66,6 +74,8 @@ def open_collection(name_or_path: str | os.PathLike, *, space: Space | str | Non
 
         return open_milvus_collection(str(name_or_path), space=space, create=create)
     folder = collection_path(name_or_path)
+    if not (folder / INFO_FILE).is_file():
+        finish_reembed_swap(folder)
     if (folder / INFO_FILE).is_file():
         col = Collection(folder)
         if space is not None:
@@ -77,6 +87,34 @@ def open_collection(name_or_path: str | os.PathLike, *, space: Space | str | Non
     if space is None:
         raise ConfigError(f"collection {name_or_path!r} does not exist yet: say which space to pin it to (--space)")
     return Collection.create(folder, as_space(space))
+
+
+def reembed_folder(folder: Path) -> Path:
+    """Where `reembed` builds a collection's replacement, beside it."""
+    return folder.with_name(f".{folder.name}.reembed")
+
+
+def finish_reembed_swap(folder: Path) -> bool:
+    """A reembed killed between its two renames left the old folder retired and the finished replacement beside
+    it, marked READY: complete the swap, so the collection opens (in its new space)."""
+    tmp = reembed_folder(folder)
+    if folder.exists() or not (tmp / REEMBED_READY).is_file():
+        return False
+    retired = json.loads((tmp / REEMBED_READY).read_text()).get("retired")
+    tmp.rename(folder)
+    (folder / REEMBED_READY).unlink(missing_ok=True)
+    if retired:
+        import shutil
+
+        shutil.rmtree(folder.with_name(retired), ignore_errors=True)
+    return True
+
+
+def write_info(folder: Path, info: dict) -> None:
+    """collection.json, replaced atomically."""
+    tmp = folder / (INFO_FILE + ".tmp")
+    tmp.write_text(json.dumps(info, indent=2))
+    os.replace(tmp, folder / INFO_FILE)
 
 
 def as_space(space: Space | str) -> Space:
@@ -108,10 +146,7 @@ class Collection:
     @classmethod
     def create(cls, folder: Path, space: Space) -> "Collection":
         folder.mkdir(parents=True, exist_ok=True)
-        info = pin_info(folder.name, space)
-        tmp = folder / (INFO_FILE + ".tmp")
-        tmp.write_text(json.dumps(info, indent=2))
-        os.replace(tmp, folder / INFO_FILE)  # the collection exists once this file does
+        write_info(folder, pin_info(folder.name, space))  # the collection exists once this file does
         return cls(folder, space)
 
     @property
@@ -284,6 +319,20 @@ class Collection:
         row.pop("vector", None)
         return row
 
+    def find_item(self, ref: str) -> str:
+        """The item id for an item id, a content hash or a stored path (as `omnivec search` prints them). A
+        reference to nothing stored is a usage error (ConfigError), the same in every command."""
+        s = str(ref).strip()
+        cond = f"id = '{_sql(s)}' OR content_hash = '{_sql(s)}'"
+        if len(s) not in (16, 64) or not all(c in "0123456789abcdef" for c in s):
+            # array_has is in the filter subset every store understands (store/filters.py)
+            cond = f"array_has(paths, '{_sql(s)}') OR array_has(paths, '{_sql(str(Path(s).expanduser().resolve()))}')"
+        found = self.items(cond, ["id"]).column("id").to_pylist() if s else []
+        if not found:
+            raise ConfigError(f"collection {self.name!r} has no item {s!r} (give an item id, a content hash or a "
+                              f"stored path, as `omnivec search` prints them)")
+        return found[0]
+
     def vector(self, item: str) -> np.ndarray:
         col = "content_hash" if len(item) > 16 else "id"
         t = self.store.scan(f"{col} = '{_sql(item)}' AND kind = 'item'", ["vector"])
@@ -296,7 +345,47 @@ class Collection:
 
     def items(self, where: str | None = None, columns: list[str] | None = None) -> pa.Table:
         cond = "kind = 'item'" + (f" AND ({where})" if where else "")
-        return self.store.scan(cond, columns)
+        try:
+            return self.store.scan(cond, columns)
+        except OmnivecError:
+            raise
+        except Exception as e:  # the engine's answer to a filter it cannot parse or resolve
+            if not where:
+                raise
+            self.check_filter(where)   # names an unknown field, with the valid ones
+            raise ConfigError(f"filter {where!r} is not valid: {_first_line(e)}") from None
+
+    # ---- validating what users ask for ----------------------------------------------------------------------------
+    def filter_columns(self) -> list[str]:
+        """The fields a `where` filter may name: the built-in columns and every user-metadata field."""
+        return sorted(c for c in self.store.columns() if c not in ("vector", "meta"))
+
+    def check_filter(self, where: str | None) -> None:
+        """A filter that names a field the collection does not have is a usage error that lists the fields (an
+        engine would answer with a traceback, or, for Milvus's dynamic fields, silently match nothing)."""
+        if not where:
+            return
+        known = set(self.filter_columns())
+        unknown = [f for f in filter_fields(where) if f not in known]
+        if unknown:
+            raise ConfigError(f"filter {where!r}: collection {self.name!r} has no field {unknown[0]!r}; its fields "
+                              f"are {', '.join(self.filter_columns())}")
+
+    def check_modalities(self, modalities: str | Sequence[str] | None) -> list[str] | None:
+        """Parse "image,video" or a list. A name that is no modality is a usage error (ConfigError); a modality
+        the pinned space does not cover is a ModalityError (a search for it could only ever be empty)."""
+        if modalities is None or modalities == "" or modalities == []:
+            return None
+        mods = [m.strip() for m in (modalities.split(",") if isinstance(modalities, str) else modalities)
+                if str(m).strip()]
+        covered = self.pinned.get("modalities")
+        for m in mods:
+            if m not in MODALITIES:
+                raise ConfigError(f"unknown modality {m!r}; use one of {', '.join(MODALITIES)}")
+            if covered is not None and m not in covered:
+                raise ModalityError(f"collection {self.name!r} is pinned to space {self.pinned['name']!r}, which "
+                                    f"does not cover {m} (it covers {', '.join(covered)})")
+        return mods or None
 
     # ---- search -------------------------------------------------------------------------------------------------
     def query_vector(self, query: Any = None, *, image: Any = None, audio: Any = None, video: Any = None,
@@ -309,7 +398,8 @@ class Collection:
         likes = _listify(like)
         if not parts and not likes:
             raise ConfigError("a search needs a query: text, a file, or an item id (like=)")
-        vecs = [self.space.embed([v], modality=m)[0] for m, v in parts] + [self.vector(i) for i in likes]
+        vecs = [self.space.embed([v], modality=m)[0] for m, v in parts] + \
+            [self.vector(self.find_item(i)) for i in likes]
         w = np.ones(len(vecs), np.float32) if weights is None else np.asarray(weights, np.float32)
         if len(w) != len(vecs):
             raise ConfigError(f"{len(w)} weights for {len(vecs)} query parts")
@@ -323,9 +413,10 @@ class Collection:
                where: str | None = None, min_score: float | None = None, image: Any = None, audio: Any = None,
                video: Any = None, like: str | Sequence[str] | None = None, weights: Sequence[float] | None = None,
                vector: np.ndarray | None = None) -> list[Hit]:
+        likes = [self.find_item(i) for i in _listify(like)]   # ids, content hashes or stored paths
         q = vector if vector is not None else self.query_vector(query, image=image, audio=audio, video=video,
-                                                                 like=like, weights=weights)
-        exclude = set(_listify(like))
+                                                                 like=likes, weights=weights)
+        exclude = set(likes)
         return self.search_vector(q, k=k, modalities=modalities, where=where, min_score=min_score, exclude=exclude)
 
     def search_vector(self, q: np.ndarray, *, k: int = 10, modalities: Sequence[str] | None = None,
@@ -334,6 +425,8 @@ class Collection:
         q = np.asarray(q, np.float32).reshape(-1)
         if q.shape[0] != self.dim:
             raise SpaceMismatchError(f"query has {q.shape[0]} dimensions; collection {self.name!r} has {self.dim}")
+        modalities = self.check_modalities(modalities)
+        self.check_filter(where)
         if hasattr(self.store, "search"):  # an engine with its own index (Milvus) ranks and filters the rows
             found = self.store.search(q, k=k, where=where, modalities=modalities, exclude=sorted(exclude),
                                       min_score=min_score)
@@ -520,6 +613,10 @@ def _best_segment(rows, iid: str, q: np.ndarray) -> tuple[float | None, float | 
         return None, None
     j = pos[int(np.argmax(rows.vector_rows(pos) @ q))]
     return float(rows.start[j]), float(rows.end[j])
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
 
 
 def _content_hash(identity: str) -> str:

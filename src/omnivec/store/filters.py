@@ -72,6 +72,17 @@ def to_milvus(where: str, *, fixed_fields: Iterable[str], primary_key: str) -> s
     return _render(true, primary_key)
 
 
+def filter_fields(where: str) -> list[str]:
+    """The field names a filter reads, in order of first use (a word before "(" is a function, not a field).
+    Raises ConfigError naming the position of a character no filter may hold."""
+    toks = _Parser(where, set()).toks
+    fields: list[str] = []
+    for tok, nxt in zip(toks, toks[1:]):
+        if tok.kind == "field" and not (nxt.kind == "punct" and nxt.value == "(") and tok.value not in fields:
+            fields.append(str(tok.value))
+    return fields
+
+
 def _render(e, pk: str) -> str:
     if e is TRUE:
         return f"not ({pk} in [])"
