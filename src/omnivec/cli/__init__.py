@@ -15,6 +15,22 @@ from ..errors import ConfigError, MediaError, ModalityError, ModelNotFoundError,
 app = typer.Typer(name="omnivec", help="Text, images, audio and video in one vector space.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        print(f"omnivec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                          help="Print omnivec's version and exit.")) -> None:
+    """Text, images, audio and video in one vector space."""
+
+
 # Every module of this package that defines `register(app)` adds its commands; a new command group is a new
 # module, with no list to keep in step. Command modules import heavy libraries inside their commands.
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):

@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
             return
         held, base_line = fit["heldout"], fit["heldout_mean_vector_baseline"]
         out.print(f"[bold]{record['name']}[/bold]: {summary['other']} -> {summary['base']} through "
-                  f"{fit['sentences']} sentences; {', '.join(record['mapped_modalities'])} mapped with a "
+                  f"{fit['sentences']} sentences; {', '.join(record['mapped_modalities'])} mapped by the "
                   f"{record['map']['kind']} map {record['map']['params']}")
         table(f"held-out text ({fit['split']['heldout']} sentences)", ["measure", "map", "mean-vector baseline"],
               [[k, v, base_line.get(k, "")] for k, v in held.items()])

@@ -4,7 +4,6 @@ With pretrained weights reachable it uses the default space. Offline, and only h
 CLIP that omnivec trains itself on generated shapes, and says so."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -44,7 +43,8 @@ def register(app: typer.Typer) -> None:
         if json_out:
             emit_json(report)
         else:
-            out.print(f"[bold]{note}[/bold]")
+            if note.startswith("Using"):   # the offline fallback's notice was printed when it was chosen
+                out.print(f"[bold]{note}[/bold]")
             out.print(f"collection {col.folder}: {len(col)} items ({summary.indexed} new this run, "
                       f"{summary.seconds:.1f} s)")
             for q in queries:

@@ -83,8 +83,8 @@ def _print(r: dict) -> None:
     if "windows" in r and r["windows"] and isinstance(r["windows"][0], dict):
         table(f"{r['mode']}: each window against the first", ["window", "start", "end", "size", "MMD²", "p",
                                                                "AUC", "no match"],
-              [[w["window"], _when(w["start"]), _when(w["end"]), w.get("items", w.get("queries")), w.get("mmd2", ""),
-                w.get("p_value", ""), w.get("classifier_auc", ""), w.get("no_match_rate", "")]
+              [[w["window"], _when(w["start"]), _when(w["end"]), w.get("items", w.get("queries")),
+                *[_cell(w.get(k)) for k in ("mmd2", "p_value", "classifier_auc", "no_match_rate")]]
                for w in r["windows"]])
     if r.get("no_match_rate") is not None:
         out.print(f"no good match: {r['no_match_rate']:.1%} of queries scored under {r['threshold']:.3f}")
@@ -92,6 +92,11 @@ def _print(r: dict) -> None:
         _print_comparison(r["first_vs_last"], "first vs last window")
     if isinstance(r.get("vector_drift"), str):
         out.print(r["vector_drift"])
+
+
+def _cell(v) -> str | float:
+    """A table cell: a figure, or blank where none was computed (no threshold, too few vectors), never "None"."""
+    return "" if v is None else v
 
 
 def _when(t: float) -> str:

@@ -128,6 +128,9 @@ def _print_retrieval(report: dict, ks: list[int]) -> None:
         table(direction, cols, rows)
         if len(report["results"]) > 1 and best:
             out.print(f"best for {direction} by {report['ranked_by']}: [bold]{best}[/bold]")
+        elif report.get("tied", {}).get(direction):
+            out.print(f"no single best for {direction}: {', '.join(report['tied'][direction])} tie on "
+                      f"{report['ranked_by']}")
 
 
 def _print_zeroshot(report: dict) -> None:
@@ -147,3 +150,5 @@ def _print_zeroshot(report: dict) -> None:
               ["true \\ predicted"] + classes, [[c] + row for c, row in zip(classes, r["confusion_matrix"])])
     if len(report["results"]) > 1 and report["best"]:
         out.print(f"best by {report['ranked_by']}: [bold]{report['best']}[/bold]")
+    elif report.get("tied"):
+        out.print(f"no single best: {', '.join(report['tied'])} tie on {report['ranked_by']}")

@@ -5,7 +5,7 @@ import json
 import sys
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.table import Table
 
 
@@ -15,15 +15,22 @@ class _Console(Console):
     tools (grep, a log, a CI page): there a path wrapped at 80 columns cannot be found or copied, so lines are
     never wrapped and tables take their natural width."""
 
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = Console.size.fget(self)
+        return size if self.is_terminal else ConsoleDimensions(UNWRAPPED_WIDTH, size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)
+
     def print(self, *objects: Any, **kwargs: Any) -> None:
         if not self.is_terminal:
             kwargs.setdefault("soft_wrap", True)
-            if any(isinstance(o, Table) for o in objects):
-                kwargs.setdefault("width", UNWRAPPED_WIDTH)
         super().print(*objects, **kwargs)
 
 
-UNWRAPPED_WIDTH = 10_000   # wider than any table omnivec prints, so tables are never squeezed
+UNWRAPPED_WIDTH = 10_000   # wider than any table omnivec prints, so tables keep their natural width
 out = _Console()
 err = _Console(stderr=True)
 

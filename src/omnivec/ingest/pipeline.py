@@ -39,12 +39,18 @@ class IndexSummary:
     failed: Counter = field(default_factory=Counter)    # stage -> count
     removed: int = 0          # paths gone since the last run (--sync)
     seconds: float = 0.0
+    load_seconds: float = 0.0   # loading the model, when this run had to (not part of the rate)
 
     def to_dict(self) -> dict:
         return {"seen": self.seen, "indexed": self.indexed, "duplicates": self.duplicates,
                 "unchanged": self.unchanged, "skipped": dict(self.skipped), "failed": dict(self.failed),
                 "removed": self.removed, "seconds": round(self.seconds, 2),
-                "items_per_second": round(self.indexed / self.seconds, 2) if self.seconds else None}
+                "model_load_seconds": round(self.load_seconds, 2), "items_per_second": self.rate()}
+
+    def rate(self) -> float | None:
+        """Items embedded per second of work, model loading excluded, so every run's rate means the same."""
+        work = self.seconds - self.load_seconds
+        return round(self.indexed / work, 2) if self.indexed and work > 0 else None
 
 
 @dataclass
@@ -89,6 +95,7 @@ def index(col: Collection, inputs: Iterable[str | os.PathLike], *, sync: bool = 
         work = job.plan(entries, bar)
         first = next(work, None)  # the model is loaded only when something needs embedding
         if first is not None:
+            job.summary.load_seconds += _load_time(col)
             todo = itertools.chain([first], work)
             for i, res in col.space.iter_embed(e.data if e.data is not None else Path(e.location) for e in todo):
                 job.done(job.embedding[i], res)
@@ -164,9 +171,7 @@ class _Job:
         if e.location.startswith(("http://", "https://")):
             prev = self.files.get(e.location)
             if prev and prev["status"] in ("indexed", "skipped"):
-                self.summary.unchanged += 1
-                self._follow_meta(prev.get("content_hash"), e.meta)
-                return "unchanged"
+                return self._unchanged(prev, e)
             e.data = fetch_url(e.location, self.limits)
             e.size, e.content_hash = len(e.data), hashlib.sha256(e.data).hexdigest()
             head = e.data[:256]
@@ -180,9 +185,7 @@ class _Job:
             prev = self.files.get(e.location)
             if prev and prev["status"] in ("indexed", "skipped") and prev["size"] == e.size \
                     and prev["mtime_ns"] == e.mtime_ns:
-                self.summary.unchanged += 1
-                self._follow_meta(prev.get("content_hash"), e.meta)
-                return "unchanged"
+                return self._unchanged(prev, e)
             e.content_hash, head = _hash_file(e.location, e.size, self.limits.max_bytes)
             if prev and prev.get("content_hash") and prev["content_hash"] != e.content_hash:
                 # Edited in place: the path no longer holds the old content, so it leaves that record.
@@ -279,6 +282,15 @@ class _Job:
         if bar:
             bar.advance()
         self.maybe_flush()
+
+    def _unchanged(self, prev: dict, e: _Entry) -> str:
+        """A path as it was last run: still skipped for the same reason (a re-run says so), or unchanged."""
+        if prev["status"] == "skipped":
+            self.summary.skipped[prev["reason"] or "skipped"] += 1
+            return "skipped"
+        self.summary.unchanged += 1
+        self._follow_meta(prev.get("content_hash"), e.meta)
+        return "unchanged"
 
     def _follow_meta(self, content_hash: str | None, meta: dict) -> None:
         """Stored content follows its manifest row: a field the row gives is set to the row's value (fields the
@@ -383,6 +395,13 @@ class _Job:
         for p in gone:
             self.files.pop(p, None)
         self.summary.removed = len(gone)
+
+
+def _load_time(col: Collection) -> float:
+    """Seconds spent loading the collection's model now (0 when it was loaded already)."""
+    t0 = time.perf_counter()
+    col.space
+    return time.perf_counter() - t0
 
 
 def _detach_paths(store, detach: dict[str, set[str]]) -> set[str]:

@@ -146,9 +146,15 @@ def audit_log(col: Collection) -> AuditLog:
     return AuditLog(col.folder / AUDIT_LOG)
 
 
+AUDIT_EVENTS = ("run-start", "flag", "clear", "run-end")
+
+
 def read_audit(col: Collection, *, policy: str | None = None, item: str | None = None,
                event: str | None = None) -> list[dict]:
-    """Audit entries of a collection, oldest first, optionally for one policy, item (id) or event kind."""
+    """Audit entries of a collection, oldest first, optionally for one policy, item (id) or event kind. An event
+    kind that does not exist is a usage error, not an empty answer."""
+    if event is not None and event not in AUDIT_EVENTS:
+        raise ConfigError(f"unknown audit event {event!r}; the events are {', '.join(AUDIT_EVENTS)}")
     out = []
     for e in audit_log(col).entries():
         if event and e.get("event") != event:

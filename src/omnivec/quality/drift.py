@@ -404,7 +404,8 @@ def log_drift(log: QueryLog, *, windows: int = 4, threshold: float | None = None
            "no_match_rate": no_match_rate(log.best_scores, threshold) if threshold is not None else None,
            "windows": rows}
     if log.vectors is None or log.has_vector.sum() < 4:
-        out["vector_drift"] = "skipped: the log has no query vectors (or texts and a space to embed them)"
+        out["vector_drift"] = ("skipped: the log has no query vectors; record them with `omnivec serve "
+                               "--log-query-vectors`, or give --collection so logged texts are embedded")
         return out
     vs = log.vector_set()
     by_window = drift_over_time(vs, len(parts), permutations=permutations, seed=seed)

@@ -77,14 +77,19 @@ def require_modalities(space: Space, inputs: Sequence[Any]) -> None:
         space.require(m)
 
 
+WARM_UP_ITEMS = 32   # a full batch: kernels are set up per batch shape, so one item alone warms up too little
+
+
 def _warm_up(space: Space, inputs: Sequence[Any]) -> None:
-    """Embed one input of each kind untimed, so one-off start-up costs do not count against the first space."""
-    seen = set()
+    """Embed up to a batch of each kind untimed, so one-off start-up costs (threads, kernel set-up for the batch
+    shapes the timed run uses) do not count against whichever space runs first."""
+    by_kind: dict[str, list] = {}
     for x in inputs:
-        kind = modality_of(x)
-        if kind not in seen:
-            seen.add(kind)
-            space.embed_items([x], modality="text" if kind == "text" else None, on_error="return")
+        group = by_kind.setdefault(modality_of(x), [])
+        if len(group) < WARM_UP_ITEMS:
+            group.append(x)
+    for kind, group in by_kind.items():
+        space.embed_items(group, modality="text" if kind == "text" else None, on_error="return")
 
 
 # ---- retrieval -------------------------------------------------------------------------------------------------
@@ -94,7 +99,7 @@ def evaluate_retrieval(space: Space, data: RetrievalSet, ks: Sequence[int] = DEF
     of several modalities make one forward direction each."""
     require_modalities(space, list(data.queries) + list(data.items))
     if warm_up:
-        _warm_up(space, list(data.queries[:1]) + list(data.items[:1]))
+        _warm_up(space, list(data.queries[:WARM_UP_ITEMS]) + list(data.items[:WARM_UP_ITEMS]))
     q = embed_inputs(space, data.queries)
     it = embed_inputs(space, data.items)
     if not it.ok.any() or not q.ok.any():
@@ -137,7 +142,7 @@ def evaluate_zeroshot(space: Space, data: ZeroShotSet, templates: Sequence[str] 
     """Classify each item by its nearest class prompt vector (templates ensembled per class, as CLIP does)."""
     require_modalities(space, data.items)
     if warm_up:
-        _warm_up(space, data.items[:1])
+        _warm_up(space, data.items[:WARM_UP_ITEMS])
     it = embed_inputs(space, data.items)
     if not it.ok.any():
         first = it.failed[0]
@@ -164,15 +169,22 @@ def evaluate_zeroshot(space: Space, data: ZeroShotSet, templates: Sequence[str] 
 
 
 # ---- side by side ----------------------------------------------------------------------------------------------
-def best_by(results: list[dict], metric: str, direction: str | None = None) -> str | None:
-    """The label of the result with the highest `metric` (in `direction` for retrieval); ties go to the faster."""
-    def value(r: dict) -> tuple[float, float]:
+def leaders(results: list[dict], metric: str, direction: str | None = None) -> list[str]:
+    """The labels of the results with the highest `metric` (in `direction` for retrieval): one, or several that
+    tie. Speed never breaks a tie: it is measured, not a quality, and noisy between runs."""
+    def value(r: dict) -> float:
         m = r["directions"].get(direction, {}) if direction else r
         v = m.get(metric)
-        return (v if v is not None and v == v else -np.inf, -(r.get("ms_per_item") or 0.0))
+        return v if v is not None and v == v else -np.inf
 
-    ranked = [r for r in results if value(r)[0] > -np.inf]
-    return max(ranked, key=value)["space"] if ranked else None
+    top = max((value(r) for r in results), default=-np.inf)
+    return [r["space"] for r in results if value(r) == top] if top > -np.inf else []
+
+
+def best_by(results: list[dict], metric: str, direction: str | None = None) -> str | None:
+    """The one label with the highest `metric`; None when nothing was measured or several tie (see `leaders`)."""
+    top = leaders(results, metric, direction)
+    return top[0] if len(top) == 1 else None
 
 
 def compare_retrieval(spaces: Sequence[tuple[str, Space]], data: RetrievalSet, ks: Sequence[int] = DEFAULT_KS,
@@ -180,13 +192,16 @@ def compare_retrieval(spaces: Sequence[tuple[str, Space]], data: RetrievalSet, k
     results = [evaluate_retrieval(space, data, ks, label) for label, space in spaces]
     directions = list(dict.fromkeys(d for r in results for d in r["directions"]))  # forward directions first
     return {"dataset": data.describe(), "results": results, "ranked_by": metric,
-            "best": {d: best_by(results, metric, d) for d in directions}}
+            "best": {d: best_by(results, metric, d) for d in directions},
+            "tied": {d: t for d in directions if len(t := leaders(results, metric, d)) > 1}}
 
 
 def compare_zeroshot(spaces: Sequence[tuple[str, Space]], data: ZeroShotSet, templates: Sequence[str] | None = None,
                      metric: str = "top1") -> dict:
     results = [evaluate_zeroshot(space, data, templates, label) for label, space in spaces]
-    return {"dataset": data.describe(), "results": results, "ranked_by": metric, "best": best_by(results, metric)}
+    tied = leaders(results, metric)
+    return {"dataset": data.describe(), "results": results, "ranked_by": metric, "best": best_by(results, metric),
+            "tied": tied if len(tied) > 1 else []}
 
 
 def _cost(*parts: Embedded) -> dict:

@@ -211,6 +211,8 @@ class Space:
 
     def _parts_text(self, media: Media, p: Pending) -> list[str]:
         opts = self.config.text
+        if not (media.text or "").strip():   # its vector would be the model's answer to nothing at all
+            raise MediaError(media.name, "empty text: nothing to embed", "decode")
         windows = text_windows(media.text or "", self.backend.count_tokens, self.backend.max_text_tokens,
                                opts.overlap_tokens, first_only=opts.pooling == "first")
         p.weights = [max(n, 1) for _, n in windows]

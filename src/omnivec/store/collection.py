@@ -398,6 +398,8 @@ class Collection:
         likes = _listify(like)
         if not parts and not likes:
             raise ConfigError("a search needs a query: text, a file, or an item id (like=)")
+        if any(isinstance(v, str) and not v.strip() for _, v in parts):
+            raise ConfigError("an empty query matches nothing: give text, a file, or an item (like=)")
         vecs = [self.space.embed([v], modality=m)[0] for m, v in parts] + \
             [self.vector(self.find_item(i)) for i in likes]
         w = np.ones(len(vecs), np.float32) if weights is None else np.asarray(weights, np.float32)
