@@ -139,7 +139,7 @@ def test_bad_labels_and_missing_collection_are_usage_errors(tagged, capsys, tmp_
     code, _, err = cli(capsys, "tag", "-c", col, "--labels", tmp_path / "missing.txt")
     assert code == 2 and "missing.txt" in err
     code, _, err = cli(capsys, "tag", "-c", col, "--labels", root / "labels.txt", "--where", "colour = 'red'")
-    assert code == 2 and "filter \"colour = 'red'\" is not valid" in err
+    assert code == 2 and "has no field 'colour'" in err and "tags" in err   # names the valid fields too
     code, _, err = cli(capsys, "tag", "-c", col, "--labels", root / "labels.txt", "--field", "my tags")
     assert code == 2 and "'my tags'" in err
 

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -190,14 +191,30 @@ def test_map_colours_planted_clusters_when_there_is_one_modality():
 def test_report_drift_over_a_collection_column(indexed, tmp_path):
     from omnivec.quality.report import build_report, write_report
 
+    from omnivec.ingest import index
+    from omnivec.samples import scene
+
     home, _ = indexed
-    col = omnivec.open_collection(home / "collections" / "shapes")
+    # Drift windows are cut by time (to the second), never by row order: a copy of the collection gets a second
+    # batch of three images a second or more after the first run.
+    shutil.copytree(home / "collections" / "shapes", tmp_path / "shapes")
+    col = omnivec.open_collection(tmp_path / "shapes")
+    latest = max(col.items(None, ["added"]).column("added").to_pylist())
+    time.sleep(max(0.0, 1.05 - (time.time() - int(latest))))
+    later = tmp_path / "later"
+    later.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(3):
+        scene(rng, "yellow", "star").render(64).save(later / f"yellow-star-later-{i}.png")
+    assert index(col, [later]).indexed == 3
     data = build_report(col, drift_by="added", windows=2, k=5, permutations=99)
     assert [f["id"] for f in data["figures"]] == ["scores", "map", "hubness", "drift"]
     assert data["figures_skipped"] == {"recall": "no evaluation result given (--eval)"}
     assert data["drift"]["source"] == "collection by added"
     w = data["drift"]["windows"]
-    assert [x["items"] for x in w] == [11, 10] and 0 < w[1]["p_value"] <= 1
+    # Two windows in time order that share no second; the later batch is in the last one.
+    assert len(w) == 2 and sum(x["items"] for x in w) == 24 and w[-1]["items"] >= 3 and 0 < w[-1]["p_value"] <= 1
+    assert int(w[0]["end"]) < int(w[1]["start"])
     html_path, json_path = write_report(data, tmp_path / "r.html", tmp_path / "numbers.json")
     assert "Not drawn" in html_path.read_text() and json.loads(json_path.read_text())["figures"] == data["figures"]
     with pytest.raises(omnivec.ConfigError, match="overwrite"):

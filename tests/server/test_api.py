@@ -104,7 +104,7 @@ def test_filters_min_score_and_k(client):
     pngs = client.post("/search", json={"text": "a red shape", "k": 50, "where": "mime = 'image/png'"}).json()["hits"]
     assert len(pngs) == 6 and all(name_of(h).endswith(".png") for h in pngs)
     bad = client.post("/search", json={"text": "a red shape", "where": "no_such_column = 1"})
-    assert bad.status_code == 400 and bad.json()["detail"].startswith("where:")
+    assert bad.status_code == 400 and "has no field 'no_such_column'" in bad.json()["detail"]
     assert client.post("/search", json={"text": "x", "k": 0}).status_code == 400
     assert client.post("/search", json={}).status_code == 400
 

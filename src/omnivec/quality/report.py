@@ -76,6 +76,7 @@ def build_report(col, *, eval_result: dict | None = None, log: str | Path | None
                                  for lab, ks, vals in recall_curves(eval_result)]
         if not data["recall_curves"]:
             raise ConfigError("the evaluation result holds no recall@k numbers")
+    drift_skipped = "no query log (--log) or time column (--drift-by) given"
     if log is not None:
         qlog = dr.read_query_log(log, space=lambda: col.space)
         dr.fill_best_scores(qlog, col)
@@ -88,13 +89,16 @@ def build_report(col, *, eval_result: dict | None = None, log: str | Path | None
     elif drift_by is not None:
         tv = dg.load_vectors(col, max_items=max_items, seed=seed, time_column=drift_by)
         tv = tv.subset(~np.isnan(tv.times))
-        data["drift"] = {"source": f"collection by {drift_by}",
-                         "windows": dr.drift_over_time(tv, windows, permutations=permutations, seed=seed)}
+        try:
+            data["drift"] = {"source": f"collection by {drift_by}",
+                             "windows": dr.drift_over_time(tv, windows, permutations=permutations, seed=seed)}
+        except ConfigError as e:   # no spread in time: the figure is not drawn, and the report says why
+            drift_skipped = f"by {drift_by}: {e}"
     data["_figures"] = figures(data, coords, labels)
     data["figures"] = [f.to_dict() for f in data["_figures"]]
     data["figures_skipped"] = {fid: why for fid, why in (
         ("recall", "no evaluation result given (--eval)"),
-        ("drift", "no query log (--log) or time column (--drift-by) given")) if fid not in
+        ("drift", drift_skipped)) if fid not in
         {f.id for f in data["_figures"]}}
     return data
 

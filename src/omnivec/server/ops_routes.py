@@ -11,7 +11,7 @@ from typing import Optional, Union
 
 import numpy as np
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 
 from ..errors import ConfigError, MediaError
 from ..ops.moderate import moderate_vectors
@@ -64,7 +64,9 @@ class RecommendRequest(BaseModel):
 
 
 class RetrieveRequest(BaseModel):
-    query: Union[str, Part] = Field(..., description="a question, or an input such as {\"image\": ...}")
+    query: Union[str, Part] = Field(..., description="a question, or an input such as {\"image\": ...} "
+                                    "(`question` is accepted too, as the CLI calls it)",
+                                    validation_alias=AliasChoices("query", "question"))
     k: int = 8
     modalities: Optional[list[str]] = None
     where: Optional[str] = None

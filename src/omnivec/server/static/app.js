@@ -262,6 +262,14 @@ async function loadCollection() {
     const stats = await api("stats");
     const counts = Object.entries(stats.by_modality).map(([m, n]) => `${n} ${m}`).join(", ");
     $("#collection").textContent = `${stats.collection}: ${stats.items} items (${counts}) · ${stats.space.name}`;
+    // Only the modalities the space covers can be searched for (the server refuses the others).
+    const covered = stats.space.modalities || [];
+    document.querySelectorAll(".modality").forEach((el) => {
+      if (covered.length && !covered.includes(el.value)) {
+        el.checked = false;
+        el.closest("label").hidden = true;
+      }
+    });
   } catch (err) {
     showStatus(err.message, true);
   }
