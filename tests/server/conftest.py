@@ -2,6 +2,7 @@
 live uvicorn server on a free loopback port."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -20,9 +21,14 @@ def server_media(tmp_path_factory) -> Path:
     return make_sample_folder(tmp_path_factory.mktemp("server-media"), per_concept=2, image_size=64)
 
 
-@pytest.fixture(scope="session")
-def server_col(server_media, shapes_clip, tmp_path_factory):
-    col = omnivec.open_collection(tmp_path_factory.mktemp("server-cols") / "shapes", space=shapes_clip, create=True)
+@pytest.fixture(scope="session", params=["lance", "milvus"])
+def server_col(request, server_media, shapes_clip, tmp_path_factory):
+    """The served collection, on each store: every server test runs against LanceDB and a real Milvus server."""
+    if request.param == "lance":
+        location = tmp_path_factory.mktemp("server-cols") / "shapes"
+    else:
+        location = f"milvus://{request.getfixturevalue('milvus_server')}/server_shapes_{os.getpid()}"
+    col = omnivec.open_collection(location, space=shapes_clip, create=True)
     index(col, [server_media])
     return col
 

@@ -24,7 +24,7 @@ from ..progress import ProgressBar
 from ..spaces import Embedding, Segment
 from ..spaces.pooling import pool
 from ..store.collection import Collection, settable
-from ..store.lance import sql_in
+from ..store.filters import sql_in
 from .manifest import is_manifest, read_manifest
 from .walk import walk
 

@@ -23,8 +23,8 @@ import pyarrow as pa
 
 from ..errors import ConfigError, OmnivecError
 from ..spaces import Space
-from ..store.collection import (INFO_FILE, REEMBED_READY, Collection, as_space, open_collection, reembed_folder,
-                                write_info)
+from ..store import open_collection
+from ..store.collection import INFO_FILE, REEMBED_READY, Collection, as_space, reembed_folder, write_info
 from ..store.schema import BUILTIN_COLUMNS
 from .pipeline import IndexSummary, index
 

@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import ConfigError, MediaError
 from ..spaces import Space
 from ..store.collection import Collection
-from ..store.lance import sql_in
+from ..store.filters import sql_in
 from .policies import ACTIONS, Calibration, Policy, PolicySet, choose_threshold, load_policies, read_verdicts
 from .tag import item_vectors, prompts, select_items
 

@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import ConfigError, MediaError, ModalityError
-from ..store.lance import sql_in
+from ..store.filters import sql_in
 from .cluster import check_modalities
 
 # Default weights (see query_vector): the likes together weigh as much as the text, the unlikes half as much.

@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import ConfigError, MediaError
 from ..media import DEFAULT_LIMITS, MODALITIES, Limits, load_image, to_media
 from ..store.collection import Collection, Hit
-from ..store.lance import sql_in
+from ..store.filters import sql_in
 
 CHUNK_COLUMNS = ("chunk_text", "chunk_start", "chunk_end", "chunk_page", "chunk_heading")
 

@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from ..spaces import Space
 from ..spaces.prompts import AUDIO_TEMPLATES, DEFAULT_TEMPLATES, expand
 from ..store.collection import Collection
-from ..store.lance import sql_in
+from ..store.filters import sql_in
 
 # Prompt templates per item modality when none are given: CLIP's photo templates for pictures, sound templates for
 # audio, and the bare description for text (a text item is compared with text, so a "photo of" frame only adds noise).

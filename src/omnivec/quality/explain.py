@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..store import Collection
-from ..store.lance import sql_in
+from ..store.filters import sql_in
 
 _QUERY_BATCH = 64    # hubness queries scored at once
 _LABELS_SHOWN = 5

@@ -82,7 +82,7 @@ def stats(request: Request) -> dict:
     s.refresh()
     modalities = Counter(s.col.items(None, ["modality"]).column("modality").to_pylist())
     return {"collection": s.col.name, "space": s.col.pinned, "items": sum(modalities.values()),
-            "by_modality": dict(modalities), "rows": s.col.store.count(), "errors": s.col.store.errors.count_rows(),
+            "by_modality": dict(modalities), "rows": s.col.store.count(), "errors": s.col.store.count_errors(),
             "table_version": s.col.store.version(), "uptime_seconds": round(time.time() - s.started, 1),
             "query_cache": {"entries": len(s.embedder.cache), "size": s.embedder.cache.size}}
 

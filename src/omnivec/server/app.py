@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from .. import __version__
 from ..errors import MediaError, OmnivecError
 from ..ops.policies import load_policies
-from ..store.collection import Collection, open_collection
+from ..store import Collection, open_collection
 from . import api_routes, clip_compat, media_routes, openai_compat, ops_routes
 from .config import ServerConfig
 from .inputs import InputError

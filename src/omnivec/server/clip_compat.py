@@ -121,7 +121,7 @@ async def metadata(request: Request) -> list[dict]:
 
 
 def _rows(s: ServerState, item_ids: list[str]) -> list[dict]:
-    from ..store.lance import sql_in
+    from ..store.filters import sql_in
 
     return s.col.items(sql_in("id", item_ids), ["id", "paths", "modality", "meta"]).to_pylist() if item_ids else []
 

@@ -18,7 +18,6 @@ from fastapi.responses import FileResponse, Response
 
 from ..errors import MediaError
 from ..media import Media, load_image, sample_frames
-from ..store.lance import sql_in
 from .api_routes import state_of
 from .service import THUMBNAIL_MODALITIES, NotFound, ServerState
 
@@ -42,8 +41,7 @@ def open_indexed(state: ServerState, requested: str) -> tuple[str, os.stat_resul
     state.refresh()
     real = os.path.realpath(requested)
     names = sorted({os.path.normpath(requested), real})
-    rows = state.col.store.files.search().where(f"{sql_in('path', names)} AND status = 'indexed'") \
-        .select(["path", "size", "mtime_ns"]).limit(None).to_arrow().to_pylist()
+    rows = [r for r in state.col.store.files_for(names) if r["status"] == "indexed"]
     if not rows:
         raise NotFound("not an indexed file")
     try:

@@ -53,8 +53,7 @@ class CollectionCollector:
         self._values: dict = {}
 
     def collect(self):
-        store = self.col.store
-        versions = (store.items.version, store.files.version, store.errors.version)
+        versions = self.col.store.state()
         with self._lock:
             if versions != self._seen:
                 self._values = self._compute()
@@ -76,8 +75,8 @@ class CollectionCollector:
     def _compute(self) -> dict:
         store = self.col.store
         return {"items": _counts(self.col.items(None, ["modality"]).column("modality")),
-                "files": _counts(store.files.search().select(["status"]).limit(None).to_arrow().column("status")),
-                "errors": store.errors.count_rows(), "rows": store.count(), "at": time.time()}
+                "files": store.file_status_counts(), "errors": store.count_errors(), "rows": store.count(),
+                "at": time.time()}
 
 
 def _counts(column) -> dict[str, int]:

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from ..store.collection import Collection, Hit, ann_min_rows, omnivec_home
-from ..store.lance import sql_in
+from ..store.filters import sql_in
 from .config import ServerConfig
 from .embedder import QueryEmbedder, QueryInput
 from .inputs import InputError
@@ -61,15 +61,13 @@ class ServerState:
 
     # ---- seeing other writers ---------------------------------------------------------------------------------
     def refresh(self) -> None:
-        """LanceDB tables opened here do not see commits made by other processes (`omnivec index` beside the
-        server) until asked; ask at most every `refresh_seconds`."""
+        """A store opened here may not see commits made by other processes (`omnivec index` beside the server)
+        until asked (LanceDB); ask at most every `refresh_seconds`."""
         now = time.monotonic()
         if now - self._refreshed < self.config.refresh_seconds or not self._refresh_lock.acquire(blocking=False):
             return
         try:
-            store = self.col.store
-            for table in (store.items, store.files, store.errors):
-                table.checkout_latest()
+            self.col.store.refresh()
             self._refreshed = now
         finally:
             self._refresh_lock.release()

@@ -19,7 +19,9 @@ from ..errors import ConfigError, ModalityError, OmnivecError
 from ..media.source import MODALITIES
 from ..spaces import Space, load_space
 from .filters import filter_fields
-from .lance import LanceStore, sql_in
+from .base import SearchingStore
+from .filters import sql_in
+from .lance import LanceStore
 from .schema import BUILTIN_COLUMNS, item_id, row_key
 
 USER_SETTABLE = ("year", "taken_at", "lat", "lon")  # built-in columns that user metadata may set
@@ -63,30 +65,6 @@ class Hit:
     def to_dict(self) -> dict:
         return {"id": self.id, "score": round(self.score, 6), "modality": self.modality, "paths": self.paths,
                 "start": self.start, "end": self.end, "metadata": self.metadata}
-
-
-def open_collection(name_or_path: str | os.PathLike, *, space: Space | str | None = None,
-                    create: bool = False) -> "Collection":
-    """Open a collection; with create=True and a space, make it if it does not exist. A `milvus://host:port/name`
-    location keeps the records in a Milvus server (store/milvus.py)."""
-    if str(name_or_path).startswith("milvus://"):
-        from .milvus import open_milvus_collection  # pymilvus is imported only for Milvus collections
-
-        return open_milvus_collection(str(name_or_path), space=space, create=create)
-    folder = collection_path(name_or_path)
-    if not (folder / INFO_FILE).is_file():
-        finish_reembed_swap(folder)
-    if (folder / INFO_FILE).is_file():
-        col = Collection(folder)
-        if space is not None:
-            col.attach_space(as_space(space))
-        return col
-    if not create:
-        raise ConfigError(f"no collection at {folder}; create it with `omnivec index FOLDER --collection "
-                          f"{name_or_path} --space SPACE`")
-    if space is None:
-        raise ConfigError(f"collection {name_or_path!r} does not exist yet: say which space to pin it to (--space)")
-    return Collection.create(folder, as_space(space))
 
 
 def reembed_folder(folder: Path) -> Path:
@@ -429,7 +407,7 @@ class Collection:
             raise SpaceMismatchError(f"query has {q.shape[0]} dimensions; collection {self.name!r} has {self.dim}")
         modalities = self.check_modalities(modalities)
         self.check_filter(where)
-        if hasattr(self.store, "search"):  # an engine with its own index (Milvus) ranks and filters the rows
+        if isinstance(self.store, SearchingStore):  # an engine with its own index (Milvus) ranks and filters
             found = self.store.search(q, k=k, where=where, modalities=modalities, exclude=sorted(exclude),
                                       min_score=min_score)
             media = [i for i, _ in found]
@@ -540,7 +518,7 @@ class Collection:
         """Bring the ANN index up to date with the records (after indexing); False below the ANN size."""
         from .search_index import SearchIndex
 
-        if hasattr(self.store, "refresh_index"):  # the engine keeps its own index
+        if isinstance(self.store, SearchingStore):  # the engine keeps its own index
             return self.store.refresh_index()
         if self.store.count() < ann_min_rows():
             return False

@@ -72,6 +72,19 @@ def to_milvus(where: str, *, fixed_fields: Iterable[str], primary_key: str) -> s
     return _render(true, primary_key)
 
 
+def sql_quote(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def sql_in(column: str, values) -> str:
+    vals = list(values)
+    if not vals:
+        return "false"
+    if isinstance(vals[0], str):
+        return f"{column} IN ({', '.join(sql_quote(v) for v in vals)})"
+    return f"{column} IN ({', '.join(str(int(v)) for v in vals)})"
+
+
 def filter_fields(where: str) -> list[str]:
     """The field names a filter reads, in order of first use (a word before "(" is a function, not a field).
     Raises ConfigError naming the position of a character no filter may hold."""

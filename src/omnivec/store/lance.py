@@ -4,16 +4,18 @@ Every write is one LanceDB commit (a new table version, made visible by an atomi
 killed at any moment leaves each table at its last committed version."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Iterator, Sequence
 
 import pyarrow as pa
 
 from ..errors import ConfigError
+from .base import Store
+from .filters import sql_in
 from .schema import ERRORS_SCHEMA, FILES_SCHEMA, record_schema
 
-
-def _sql_str(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
+log = logging.getLogger(__name__)
 
 
 def _cast(column: pa.ChunkedArray, field: pa.Field) -> pa.ChunkedArray:
@@ -24,18 +26,9 @@ def _cast(column: pa.ChunkedArray, field: pa.Field) -> pa.ChunkedArray:
                           f"fit it ({e}); use another field name") from None
 
 
-def sql_in(column: str, values) -> str:
-    vals = list(values)
-    if not vals:
-        return "false"
-    if isinstance(vals[0], str):
-        return f"{column} IN ({', '.join(_sql_str(v) for v in vals)})"
-    return f"{column} IN ({', '.join(str(int(v)) for v in vals)})"
-
-
-class LanceStore:
-    """The embedded store (the protocol in base.Store): LanceDB tables in the collection's folder. It has no
-    `search` of its own; the Collection searches its records (exact, or through store/search_index.py)."""
+class LanceStore(Store):
+    """The embedded store: LanceDB tables in the collection's folder. It has no `search` of its own; the
+    Collection searches its records (exact, or through store/search_index.py)."""
 
     def __init__(self, folder: Path, dim: int):
         import lancedb
@@ -76,11 +69,21 @@ class LanceStore:
             q = q.select(columns)
         return q.limit(None).to_arrow()
 
+    def scan_batches(self, columns: list[str], batch: int = 65536) -> Iterator[pa.RecordBatch]:
+        yield from self.items.search().select(columns).limit(None).to_batches(batch)
+
     def count(self, where: str | None = None) -> int:
         return self.items.count_rows(where)
 
     def version(self) -> int:
         return self.items.version
+
+    def state(self) -> tuple:
+        return self.items.version, self.files.version, self.errors.version
+
+    def refresh(self) -> None:
+        for table in (self.items, self.files, self.errors):
+            table.checkout_latest()
 
     def columns(self) -> list[str]:
         return self.items.schema.names
@@ -100,6 +103,15 @@ class LanceStore:
     # ---- files and errors ---------------------------------------------------------------------------------------
     def all_files(self) -> pa.Table:
         return self.files.to_arrow()
+
+    def files_for(self, paths: Sequence[str]) -> list[dict]:
+        if not paths:
+            return []
+        return self.files.search().where(sql_in("path", list(paths))).limit(None).to_arrow().to_pylist()
+
+    def file_status_counts(self) -> dict[str, int]:
+        status = self.files.search().select(["status"]).limit(None).to_arrow().column("status")
+        return {str(c["values"]): int(c["counts"]) for c in status.value_counts().to_pylist()} if len(status) else {}
 
     def upsert_files(self, rows: list[dict]) -> None:
         if rows:
@@ -121,10 +133,13 @@ class LanceStore:
     def all_errors(self) -> pa.Table:
         return self.errors.to_arrow()
 
+    def count_errors(self) -> int:
+        return self.errors.count_rows()
+
     def compact(self) -> None:
         """Merge small fragments written by batch commits, and drop old versions."""
         for t in (self.items, self.files, self.errors):
             try:
                 t.optimize()
-            except Exception:  # optimisation is an optional nicety; a failure must not fail the indexing run
-                pass
+            except Exception as e:  # optimisation is an optional nicety; a failure must not fail the indexing run
+                log.warning("compacting table %s failed (the data is intact): %s", t.name, e)

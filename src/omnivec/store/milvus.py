@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -29,8 +29,11 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import ConfigError, OmnivecError
+from .base import SearchingStore
 from .filters import to_milvus
 from .schema import ERRORS_SCHEMA, FILES_SCHEMA, record_schema
+
+log = logging.getLogger(__name__)
 
 SCHEME = "milvus://"
 DEFAULT_PORT = 19530
@@ -144,8 +147,8 @@ class MilvusLocation:
 
 
 # ---- the store --------------------------------------------------------------------------------------------------
-class MilvusStore:
-    """The store protocol (base.SearchingStore) over a Milvus server."""
+class MilvusStore(SearchingStore):
+    """The store protocol over a Milvus server: its engine ranks and filters the records itself."""
 
     def __init__(self, location: MilvusLocation, timeout: float = 30.0):
         from pymilvus import MilvusClient
@@ -313,10 +316,25 @@ class MilvusStore:
         rows = self._query_rows(self.items_name, self._expr(where) if where else "", list(schema.names))
         return pa.Table.from_pylist(rows, schema=schema)
 
+    def scan_batches(self, columns: list[str], batch: int = 65536) -> Iterator[pa.RecordBatch]:
+        schema = pa.schema([self._schema().field(c) for c in columns])
+        for page in self._pages(self.items_name, "", list(columns), min(batch, MAX_TOPK - 1)):
+            if page:
+                yield pa.RecordBatch.from_pylist(page, schema=schema)
+
     def count(self, where: str | None = None) -> int:
-        res = self._call("count", self.client.query, self.items_name, filter=self._expr(where) if where else "",
-                         output_fields=["count(*)"])
+        return self._count(self.items_name, self._expr(where) if where else "")
+
+    def _count(self, name: str, expr: str = "") -> int:
+        res = self._call("count", self.client.query, name, filter=expr, output_fields=["count(*)"])
         return int(res[0]["count(*)"])
+
+    def state(self) -> tuple:
+        # Milvus keeps no table versions: the records' version stamp, and the sizes of files and errors.
+        return self.version(), self._count(self.files_name), self._count(self.errors_name)
+
+    def refresh(self) -> None:
+        """Every Milvus read already sees other writers' commits (strong consistency)."""
 
     def version(self) -> int:
         doc = self._registry_get("version")
@@ -338,6 +356,19 @@ class MilvusStore:
         rows = self._query_rows(self.files_name, "", FILES_SCHEMA.names)
         return pa.Table.from_pylist(rows, schema=FILES_SCHEMA)
 
+    def files_for(self, paths: Sequence[str]) -> list[dict]:
+        out: list[dict] = []
+        for i in range(0, len(paths), 1000):
+            expr = f"path in {json.dumps(list(paths[i:i + 1000]), ensure_ascii=False)}"
+            out += self._query_rows(self.files_name, expr, FILES_SCHEMA.names)
+        return [{k: r.get(k) for k in FILES_SCHEMA.names} for r in out]
+
+    def file_status_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for r in self._query_rows(self.files_name, "", ["status"]):
+            counts[r["status"]] = counts.get(r["status"], 0) + 1
+        return counts
+
     def upsert_files(self, rows: list[dict]) -> None:
         self._write(self.files_name, [_sparse({**r, PLACEHOLDER: [0.0, 0.0]}) for r in rows])
 
@@ -357,11 +388,14 @@ class MilvusStore:
         rows = self._query_rows(self.errors_name, "", ERRORS_SCHEMA.names)
         return pa.Table.from_pylist(rows, schema=ERRORS_SCHEMA)
 
+    def count_errors(self) -> int:
+        return self._count(self.errors_name)
+
     def compact(self) -> None:
         try:
             self.client.compact(self.items_name)  # merges small segments in the background
-        except Exception:  # housekeeping is optional; it must not fail an indexing run
-            pass
+        except Exception as e:  # housekeeping is optional; it must not fail an indexing run
+            log.warning("compacting %s failed (the data is intact): %s", self.uri, _reason(e))
 
     # ---- search -------------------------------------------------------------------------------------------------
     def search(self, q: np.ndarray, *, k: int, where: str | None = None, modalities: Sequence[str] | None = None,
@@ -546,26 +580,3 @@ def _reason(e: Exception) -> str:
 
 
 # ---- opening a collection ---------------------------------------------------------------------------------------
-def open_milvus_collection(uri: str, *, space=None, create: bool = False):
-    """open_collection for milvus:// locations: the same Collection, its records in Milvus."""
-    from .collection import Collection, as_space, omnivec_home, pin_info
-
-    loc = MilvusLocation.parse(uri)
-    store = MilvusStore(loc)
-    # A Collection has a local folder for derived files; a Milvus collection needs none, so it is never created.
-    folder = omnivec_home() / "milvus" / f"{loc.host}_{loc.port}" / (loc.db or "default") / loc.name
-    info = store.read_info()
-    if info is not None:
-        col = Collection(Path(folder), store=store, info=info)
-        if space is not None:
-            col.attach_space(as_space(space))
-        return col
-    if not create:
-        raise ConfigError(f"no collection at {loc.uri}; create it with `omnivec index FOLDER --collection "
-                          f"{loc.uri} --space SPACE`")
-    if space is None:
-        raise ConfigError(f"collection {loc.uri} does not exist yet: say which space to pin it to (--space)")
-    sp = as_space(space)
-    info = pin_info(loc.name, sp)
-    store.create(sp.dim, info)
-    return Collection(Path(folder), sp, store=store, info=info)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .ann import AnnIndex, AnnIndexError
-from .lance import LanceStore
+from .base import Store
 
 POINTER = "current"
 KINDS = ("item", "segment")
@@ -69,7 +69,7 @@ class SearchIndex:
 
     # ---- build and load -----------------------------------------------------------------------------------------
     @classmethod
-    def build(cls, root: Path, store: LanceStore, dim: int, batch: int = 65536) -> "SearchIndex":
+    def build(cls, root: Path, store: Store, dim: int, batch: int = 65536) -> "SearchIndex":
         root.mkdir(parents=True, exist_ok=True)
         version = store.version()
         name = f"v{version}-{secrets.token_hex(4)}"
@@ -79,7 +79,7 @@ class SearchIndex:
         vectors = np.lib.format.open_memmap(tmp / "vectors.npy", mode="w+", dtype=np.float32, shape=(n, dim))
         cols: dict[str, list] = {c: [] for c in ROW_COLUMNS}
         at = 0
-        for rb in store.items.search().select(ROW_COLUMNS + ["vector"]).limit(None).to_batches(batch):
+        for rb in store.scan_batches(ROW_COLUMNS + ["vector"], batch):
             m = rb.num_rows
             vectors[at:at + m] = np.asarray(rb.column("vector").flatten().to_numpy(), np.float32).reshape(m, dim)
             for c in ROW_COLUMNS:
