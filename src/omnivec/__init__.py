@@ -14,8 +14,10 @@ os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 from .errors import ConfigError, MediaError, ModalityError, ModelNotFoundError, OmnivecError
 from .media import Limits
 from .spaces import Embedding, Segment, Space, list_spaces, load_space
+from .spaces.libraries import LibraryVersionWarning
 from .store import Collection, Hit, open_collection
 
 __version__ = "0.1.0"
-__all__ = ["ConfigError", "Embedding", "Limits", "MediaError", "ModalityError", "ModelNotFoundError",
+__all__ = ["ConfigError", "Embedding", "LibraryVersionWarning", "Limits", "MediaError", "ModalityError",
+           "ModelNotFoundError",
            "OmnivecError", "Collection", "Hit", "open_collection", "Segment", "Space", "list_spaces", "load_space", "__version__"]

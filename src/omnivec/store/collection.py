@@ -18,6 +18,7 @@ import pyarrow as pa
 from ..errors import ConfigError, ModalityError, OmnivecError
 from ..media.source import MODALITIES
 from ..spaces import Space, load_space
+from ..spaces.libraries import library_versions, warn_if_changed
 from .filters import filter_fields
 from .base import SearchingStore
 from .filters import sql_in
@@ -102,7 +103,7 @@ def as_space(space: Space | str) -> Space:
 def pin_info(name: str, space: Space) -> dict:
     """What a new collection records about itself, on either store: its space, and where to load it again."""
     return {"format": FORMAT, "name": name, "created": time.time(),
-            "space": {**space.describe(), "source": space.source}}
+            "space": {**space.describe(), "source": space.source}, "libraries": library_versions()}
 
 
 class Collection:
@@ -114,6 +115,7 @@ class Collection:
             raise ConfigError(f"{self.folder}: collection format {self.info.get('format')} is not {FORMAT}")
         self.store = store if store is not None else LanceStore(self.folder / "db", self.dim)
         self.location = getattr(store, "uri", None) or str(self.folder)  # what to pass to open_collection
+        warn_if_changed(self.info.get("libraries"), f"collection {self.name!r}")
         self._space = space
         self._cache: _Rows | None = None      # exact search: every row in memory (small collections)
         self._index = None                    # ANN search index (large collections)
