@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..store.collection import Collection, Hit, ann_min_rows, omnivec_home
+from ..store.collection import Collection, Hit, ann_min_rows, mix_query, omnivec_home
 from ..store.filters import sql_in
 from .config import ServerConfig
 from .embedder import QueryEmbedder, QueryInput
@@ -158,14 +158,7 @@ class ServerState:
             vecs.append(v)
         if not vecs:
             raise InputError("a search needs a query: text, an image, audio or video, an item id (like) or a vector")
-        w = np.ones(len(vecs), np.float32) if weights is None else np.asarray(weights, np.float32)
-        if w.shape != (len(vecs),):
-            raise InputError(f"{len(w)} weights for {len(vecs)} query parts")
-        q = (np.stack(vecs) * w[:, None]).sum(0)
-        n = float(np.linalg.norm(q))
-        if not n > 0:
-            raise InputError("the weighted query parts cancel out")
-        return (q / n).astype(np.float32)
+        return mix_query(vecs, weights)
 
     # ---- what clients see -------------------------------------------------------------------------------------
     def hit_json(self, hit: Hit, root: str = "") -> dict:

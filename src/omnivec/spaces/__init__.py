@@ -1,6 +1,6 @@
 """Encoders in shared spaces: declarative configs -> factory -> Space."""
 from .config import SpaceConfig, list_spaces, registry
-from .factory import load_space
+from .loader import load_space
 from .space import Space
 from .types import Embedding, Segment
 

@@ -31,6 +31,7 @@ from ..media import DEFAULT_LIMITS, Limits
 from .backends.base import Backend
 from .binding import TextMap, learn_map, map_from_arrays
 from .config import SpaceConfig
+from .factory import load_model_space
 from .space import Space
 from .types import Embedding
 
@@ -138,7 +139,6 @@ def load_bound_space(folder: str | os.PathLike, *, device: str | None = None, li
                      batch_size: int = 32, workers: int | None = None, overrides: dict | None = None) -> BoundSpace:
     """Load a folder written by `bind`. The two source spaces must still have the versions the map was fitted on.
     `overrides` change the bound space's own pipeline options (windows, frame rate, pooling)."""
-    from .factory import load_space
 
     folder = Path(folder).expanduser().resolve()
     record = read_record(folder)
@@ -146,7 +146,8 @@ def load_bound_space(folder: str | os.PathLike, *, device: str | None = None, li
     spaces = {}
     for role in ("base", "other"):
         ref = record["spaces"][role]
-        sp = load_space(_source_path(folder, ref), device=device, limits=limits, batch_size=batch_size, workers=workers)
+        sp = load_model_space(_source_path(folder, ref), device=device, limits=limits, batch_size=batch_size,
+                              workers=workers)
         if sp.version != ref["version"]:
             raise ConfigError(f"bound space {folder}: its {role} space {ref['source']!r} is now version {sp.version}, "
                               f"but the map was fitted on version {ref['version']}; bind again: omnivec bind "
@@ -239,15 +240,14 @@ def bind(base: str | os.PathLike, other: str | os.PathLike, corpus: str | os.Pat
          device: str | None = None) -> dict:
     """Fit the map from `other`'s text space into `base`'s on `corpus` and write the bound space folder `out`.
     Returns the record written to omnivec_bound.json (with the held-out report under "fit")."""
-    from .factory import load_space
 
     out = Path(out).expanduser().resolve()
     if out.exists() and any(out.iterdir()) and not is_bound_folder(out):
         raise ConfigError(f"{out} exists and is not a bound space folder; choose an empty or new folder")
     sentences = read_corpus(corpus)
-    a, b = load_space(base, device=device), load_space(other, device=device)
-    if isinstance(a, BoundSpace) or isinstance(b, BoundSpace):
+    if is_bound_folder(base) or is_bound_folder(other):
         raise ConfigError("bind two plain spaces; a bound space cannot be bound again")
+    a, b = load_model_space(base, device=device), load_model_space(other, device=device)
     extra = sorted(set(b.modalities) - set(a.modalities))
     if not extra:
         raise ConfigError(f"space {b.name!r} covers nothing that {a.name!r} does not ({', '.join(b.modalities)}); "

@@ -18,10 +18,11 @@ PIPELINE_VERSION = 1
 DEVICE_ENV = "OMNIVEC_DEVICE"
 
 
-def load_space(name: str | os.PathLike, *, model_path: str | os.PathLike | None = None, revision: str | None = None,
-               device: str | None = None, audio_space: "Space | str | None" = None, limits: Limits = DEFAULT_LIMITS,
-               batch_size: int = 32, workers: int | None = None, overrides: dict | None = None) -> Space:
-    """Load a space.
+def load_model_space(name: str | os.PathLike, *, model_path: str | os.PathLike | None = None,
+                     revision: str | None = None, device: str | None = None, audio_space: "Space | str | None" = None,
+                     limits: Limits = DEFAULT_LIMITS, batch_size: int = 32, workers: int | None = None,
+                     overrides: dict | None = None) -> Space:
+    """Load the space of one model (spaces.load_space also loads the bound spaces `omnivec bind` writes).
 
     name: a built-in name (`omnivec spaces`), a Hugging Face repo id ("openai/clip-vit-base-patch32"),
     "open_clip:ViT-B-32/laion2b_s34b_b79k", or a local folder in hub layout (transformers or open_clip).
@@ -30,12 +31,7 @@ def load_space(name: str | os.PathLike, *, model_path: str | os.PathLike | None 
     audio_space: a space (or its name) that embeds the sound track of videos.
     overrides: option changes, e.g. {"video": {"fps": 2}, "image": {"reduced_decode": False}}.
     """
-    from .bound import is_bound_folder, load_bound_space  # bound.py imports this module
-
     device = resolve_device(device)
-    if model_path is None and is_bound_folder(name):  # a folder written by `omnivec bind`
-        return load_bound_space(name, device=device, limits=limits, batch_size=batch_size, workers=workers,
-                                overrides=overrides)
     config = resolve_config(str(name), revision).with_overrides(overrides)
     folder = _locate(config, name, model_path)
     if config.backend == "transformers" and (folder / "open_clip_config.json").is_file() \
@@ -46,7 +42,7 @@ def load_space(name: str | os.PathLike, *, model_path: str | os.PathLike | None 
     backend = _make_backend(config, folder, device)
     version = space_version(config, folder)
     if isinstance(audio_space, str):
-        audio_space = load_space(audio_space, device=device, limits=limits)
+        audio_space = load_model_space(audio_space, device=device, limits=limits)
     if audio_space is not None:
         audio_space.require("audio")
     space = Space(config, backend, version, audio_space=audio_space, limits=limits, batch_size=batch_size,

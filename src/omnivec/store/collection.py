@@ -382,14 +382,7 @@ class Collection:
             raise ConfigError("an empty query matches nothing: give text, a file, or an item (like=)")
         vecs = [self.space.embed([v], modality=m)[0] for m, v in parts] + \
             [self.vector(self.find_item(i)) for i in likes]
-        w = np.ones(len(vecs), np.float32) if weights is None else np.asarray(weights, np.float32)
-        if len(w) != len(vecs):
-            raise ConfigError(f"{len(w)} weights for {len(vecs)} query parts")
-        q = (np.stack(vecs) * w[:, None]).sum(0)
-        n = float(np.linalg.norm(q))
-        if n == 0:
-            raise ConfigError("the weighted query parts cancel out")
-        return (q / n).astype(np.float32)
+        return mix_query(vecs, weights)
 
     def search(self, query: Any = None, *, k: int = 10, modalities: Sequence[str] | None = None,
                where: str | None = None, min_score: float | None = None, image: Any = None, audio: Any = None,
@@ -553,6 +546,21 @@ class Collection:
             out.append(Hit(id=iid, score=score, modality=r.get("modality", ""), paths=r.get("paths") or [],
                            start=start, end=end, metadata=json.loads(r["meta"]) if r.get("meta") else {}))
         return out
+
+
+def mix_query(vectors: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
+    """One unit query vector from its parts' vectors: their weighted sum, normalised (every interface's query
+    mix: Collection.search and the server)."""
+    if not len(vectors):
+        raise ConfigError("a search needs a query: text, a file, an item (like) or a vector")
+    w = np.ones(len(vectors), np.float32) if weights is None else np.asarray(weights, np.float32).reshape(-1)
+    if len(w) != len(vectors):
+        raise ConfigError(f"{len(w)} weights for {len(vectors)} query parts")
+    q = (np.stack(vectors) * w[:, None]).sum(0)
+    n = float(np.linalg.norm(q))
+    if not n > 0:
+        raise ConfigError("the weighted query parts cancel out")
+    return (q / n).astype(np.float32)
 
 
 def ann_min_rows() -> int:
