@@ -2,9 +2,12 @@
 (saves starting Python and loading the model for each call)."""
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,3 +29,25 @@ def main(*args, home: Path, monkeypatch, capsys) -> tuple[int, str, str]:
         omnivec_main([str(a) for a in args])
     captured = capsys.readouterr()
     return e.value.code, captured.out, captured.err
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def in_process(*args, home: Path) -> Run:
+    """The command line in this process, stdout and stderr captured (so not terminals), with OMNIVEC_HOME set."""
+    from omnivec.cli import main as omnivec_main
+
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        mp.setenv("OMNIVEC_HOME", str(home))
+        try:
+            omnivec_main([str(a) for a in args])
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+    return Run(code, out.getvalue(), err.getvalue())

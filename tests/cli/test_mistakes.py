@@ -2,12 +2,9 @@
 command that fails changes nothing stored (a hypothesis fuzz test over commands, options and bad values)."""
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,29 +16,13 @@ from hypothesis import strategies as st
 import omnivec
 from omnivec.samples import scene
 
+from cli_run import Run, in_process
+
 COLOURS = ("red", "blue", "green", "yellow")
 
 
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
 def cli(*args, home: Path) -> Run:
-    """The command line in this process, with stdout and stderr captured (not terminals)."""
-    from omnivec.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        mp.setenv("OMNIVEC_HOME", str(home))
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 1
-    return Run(code, out.getvalue(), err.getvalue())
+    return in_process(*args, home=home)
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +49,8 @@ def world(tmp_path_factory, tiny_clip_dir):
         w.writerows(rows)
     home = root / "home"
     r = cli("index", pics / "manifest.csv", "-c", "lib", "--space", tiny_clip_dir, "--json", home=home)
-    assert r.code == 1, r.err   # the broken file
-    summary = json.loads(r.out)
+    assert r.returncode == 1, r.stderr   # the broken file
+    summary = json.loads(r.stdout)
     assert summary["indexed"] == 12 and sum(summary["skipped"].values()) == 1
     (root / "labels.txt").write_text("red: a red shape\nblue: a blue shape\n")
     (root / "policy.yaml").write_text("policies:\n- name: red\n  threshold: 0.1\n  positives: [a red shape]\n"
@@ -78,8 +59,8 @@ def world(tmp_path_factory, tiny_clip_dir):
 
 
 def clean(r: Run) -> None:
-    assert "Traceback" not in r.err + r.out, r.err
-    assert r.code in (0, 1, 2, 3, 4), r.code
+    assert "Traceback" not in r.stderr + r.stdout, r.stderr
+    assert r.returncode in (0, 1, 2, 3, 4), r.returncode
 
 
 BAD_WHERE = ("search red", "cluster --method kmeans --k 2", "recommend --text red", "retrieve red", "dupes",
@@ -97,23 +78,23 @@ def test_a_misspelt_filter_field_is_named_with_the_valid_ones(world, command):
         args += ["--where", "yeer >= 2020"]
     r = cli(*args, "-c", "lib", home=world["home"])
     clean(r)
-    assert r.code == 2, (args, r.err)
-    assert "'yeer'" in r.err and "album" in r.err and "year" in r.err, r.err
+    assert r.returncode == 2, (args, r.stderr)
+    assert "'yeer'" in r.stderr and "album" in r.stderr and "year" in r.stderr, r.stderr
 
 
 def test_a_filter_the_engine_rejects_is_a_usage_error(world):
     r = cli("search", "red", "-c", "lib", "--where", "year >>> 3", home=world["home"])
     clean(r)
-    assert r.code == 2 and "not valid" in r.err
+    assert r.returncode == 2 and "not valid" in r.stderr
 
 
 def test_unknown_and_uncovered_modalities_are_errors_not_empty_answers(world):
     r = cli("search", "red", "-c", "lib", "-m", "imag", home=world["home"])
     clean(r)
-    assert r.code == 2 and "unknown modality 'imag'" in r.err
+    assert r.returncode == 2 and "unknown modality 'imag'" in r.stderr
     r = cli("search", "red", "-c", "lib", "-m", "audio", home=world["home"])
     clean(r)
-    assert r.code == 4 and "does not cover audio" in r.err
+    assert r.returncode == 4 and "does not cover audio" in r.stderr
     col = omnivec.open_collection(world["col"])
     with pytest.raises(omnivec.ModalityError):
         col.search("red", modalities=["audio"])
@@ -137,7 +118,7 @@ def test_content_the_space_does_not_cover_is_a_modality_error(world, tiny_clip_d
     wav = world["pics"] / "tone.wav"
     r = cli("embed", wav, "--space", tiny_clip_dir, "--json", home=world["home"])
     clean(r)
-    assert r.code == 4 and "does not cover audio" in json.loads(r.out)["failed"][0]["error"]
+    assert r.returncode == 4 and "does not cover audio" in json.loads(r.stdout)["failed"][0]["error"]
     space = omnivec.load_space(str(tiny_clip_dir))
     with pytest.raises(omnivec.ModalityError):
         space.embed([str(wav)])
@@ -148,54 +129,54 @@ def test_content_the_space_does_not_cover_is_a_modality_error(world, tiny_clip_d
 def test_a_missing_input_creates_nothing(world, tiny_clip_dir):
     r = cli("index", world["root"] / "no-such-dir", "-c", "stray", "--space", tiny_clip_dir, home=world["home"])
     clean(r)
-    assert r.code == 2 and "no such file or folder" in r.err
+    assert r.returncode == 2 and "no such file or folder" in r.stderr
     assert not (world["home"] / "collections" / "stray").exists()
 
 
 def test_like_takes_ids_hashes_and_paths_and_an_unknown_one_is_a_usage_error(world):
     home = world["home"]
     path = world["pics"] / "red-0.png"
-    by_path = json.loads(cli("search", "--like", path, "-c", "lib", "-k", "3", "--json", home=home).out)
+    by_path = json.loads(cli("search", "--like", path, "-c", "lib", "-k", "3", "--json", home=home).stdout)
     col = omnivec.open_collection(world["col"])
     iid = col.find_item(str(path))
-    by_id = json.loads(cli("search", "--like", iid, "-c", "lib", "-k", "3", "--json", home=home).out)
+    by_id = json.loads(cli("search", "--like", iid, "-c", "lib", "-k", "3", "--json", home=home).stdout)
     assert by_path == by_id and iid not in [h["id"] for h in by_id["hits"]]
     for command in (("search", "--like", "0123456789abcdef"), ("explain", "red", "0123456789abcdef"),
                     ("recommend", "--like", "0123456789abcdef")):
         r = cli(*command, "-c", "lib", home=home)
         clean(r)
-        assert r.code == 2 and "0123456789abcdef" in r.err, (command, r.err)
+        assert r.returncode == 2 and "0123456789abcdef" in r.stderr, (command, r.stderr)
 
 
 def test_empty_text_and_bad_event_are_usage_errors(world, tiny_clip_dir):
     home = world["home"]
     r = cli("search", "  ", "-c", "lib", home=home)
     clean(r)
-    assert r.code == 2 and "empty" in r.err
+    assert r.returncode == 2 and "empty" in r.stderr
     r = cli("embed", "--text", "", "--space", tiny_clip_dir, "--json", home=home)
     clean(r)
-    assert r.code == 1 and "empty text" in json.loads(r.out)["failed"][0]["error"]
+    assert r.returncode == 1 and "empty text" in json.loads(r.stdout)["failed"][0]["error"]
     r = cli("policy", "audit", "-c", "lib", "--event", "bogus", home=home)
     clean(r)
-    assert r.code == 2 and "run-start, flag, clear, run-end" in r.err
+    assert r.returncode == 2 and "run-start, flag, clear, run-end" in r.stderr
 
 
 def test_rerun_reports_skipped_content_as_skipped(world):
     r = cli("index", world["pics"] / "manifest.csv", "-c", "lib", "--json", home=world["home"])
-    s = json.loads(r.out)
+    s = json.loads(r.stdout)
     assert s["unchanged"] == 12 and list(s["skipped"].values()) == [1], s
     assert "audio not covered" in next(iter(s["skipped"]))
 
 
 def test_version_and_progress_lines_off_a_terminal(world, tiny_clip_dir, monkeypatch):
     r = cli("--version", home=world["home"])
-    assert r.code == 0 and r.out.strip() == f"omnivec {omnivec.__version__}"
+    assert r.returncode == 0 and r.stdout.strip() == f"omnivec {omnivec.__version__}"
     monkeypatch.setenv("OMNIVEC_PROGRESS_SECONDS", "0")   # a line at every step, as a long run gets every 10 s
     pics = world["root"] / "more"
     shutil.copytree(world["pics"], pics)
     r = cli("index", pics, "-c", "progress", "--space", tiny_clip_dir, home=world["home"])
-    lines = [x for x in r.err.splitlines() if x.startswith("indexing: ")]
-    assert len(lines) >= 5 and lines[-1].startswith("indexing: 15/15 files"), r.err
+    lines = [x for x in r.stderr.splitlines() if x.startswith("indexing: ")]
+    assert len(lines) >= 5 and lines[-1].startswith("indexing: 15/15 files"), r.stderr
     assert all("files/s" in x and "elapsed" in x for x in lines)
 
 
@@ -208,11 +189,11 @@ def test_eval_names_no_winner_on_a_tie(world, tiny_clip_dir, tmp_path):
         shutil.copy(p, pairs / p.name)
         (pairs / p.with_suffix(".txt").name).write_text(f"a {p.stem.split('-')[0]} circle\n")
     r = cli("eval", "retrieval", pairs, "--space", tiny_clip_dir, "--space", twin, "--json", home=world["home"])
-    assert r.code == 0, r.err
-    report = json.loads(r.out)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
     assert all(best is None for best in report["best"].values()) and report["tied"], report["best"]
     r = cli("eval", "retrieval", pairs, "--space", tiny_clip_dir, "--space", twin, home=world["home"])
-    assert "no single best for text->image" in r.out and "best for text->image by" not in r.out
+    assert "no single best for text->image" in r.stdout and "best for text->image by" not in r.stdout
 
 
 # ---- fuzz: random commands, options and bad values ----------------------------------------------------------------
@@ -281,10 +262,10 @@ def test_fuzz_no_traceback_meaningful_exit_codes_and_failures_change_nothing(fuz
         before = snapshot(fuzz_world["col"])
         r = cli(*args, home=fuzz_world["home"])
         clean(r)
-        if r.code != 0:
-            assert r.err.strip(), (args, "a failure must say why")
-            assert snapshot(fuzz_world["col"]) == before, (args, r.err)
-        if json_out and r.code in (0, 1):
-            json.loads(r.out)   # --json output is JSON whatever happened
+        if r.returncode != 0:
+            assert r.stderr.strip(), (args, "a failure must say why")
+            assert snapshot(fuzz_world["col"]) == before, (args, r.stderr)
+        if json_out and r.returncode in (0, 1):
+            json.loads(r.stdout)   # --json output is JSON whatever happened
 
     run()

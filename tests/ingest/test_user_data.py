@@ -2,9 +2,7 @@
 and the audit log survive `reembed` (also when it is killed and run again) and follow the manifest on re-runs."""
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 import os
 import shutil
@@ -12,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +19,8 @@ import yaml
 import omnivec
 from omnivec.samples import scene
 from omnivec.store.collection import reembed_folder
+
+from cli_run import Run, in_process
 
 COLOURS = ("red", "blue", "green", "yellow")
 POLICY = {"policies": [{"name": "red-things", "description": "anything red", "action": "review", "threshold": 0.0,
@@ -52,26 +51,9 @@ def library(tmp_path) -> tuple[Path, list[dict]]:
     return folder, rows
 
 
-@dataclass
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
 def cli(*args, home: Path) -> Run:
-    """The command line in this process (the kill test runs it in a child): exit code, stdout, stderr."""
-    from omnivec.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        mp.setenv("OMNIVEC_HOME", str(home))
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as e:
-            code = e.code
-    return Run(code, out.getvalue(), err.getvalue())
+    """The command line in this process (the kill test runs it in a child)."""
+    return in_process(*args, home=home)
 
 
 def snapshot(col_path: Path) -> dict:
