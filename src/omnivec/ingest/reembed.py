@@ -24,8 +24,8 @@ import pyarrow as pa
 from ..errors import ConfigError, OmnivecError
 from ..spaces import Space
 from ..store import open_collection
-from ..store.collection import INFO_FILE, REEMBED_READY, Collection, as_space, reembed_folder, write_info
-from ..store.schema import BUILTIN_COLUMNS
+from ..store.collection import (INFO_FILE, REEMBED_READY, Collection, as_space, reembed_folder, swap_in_reembed,
+                                write_info)
 from .pipeline import IndexSummary, index
 
 log = logging.getLogger(__name__)
@@ -89,10 +89,11 @@ def reembed(name_or_path: str, space: Space | str, *, progress: bool = False,
             f"{len(missing)} of {len(rows)} items of {old.name!r} could not be re-embedded, because their bytes are "
             f"not at any stored path: {shown}{' ...' if len(missing) > 5 else ''}. The collection was not changed. "
             f"Restore the files and run reembed again (the work so far is kept), or pass --drop-unreadable")
-    failed_before = {r["path"] for r in old.store.all_errors().to_pylist()}
+    old_errors = old.store.all_errors().to_pylist()
+    failed_before = {r["path"] for r in old_errors}
     newly_failed = sorted(r["path"] for r in new.store.all_errors().to_pylist() if r["path"] not in failed_before)
-    carried = _carry_fields(old, new, old_items, new_hashes)
-    _carry_files_and_errors(old, new, missing)
+    carried = _carry_fields(new, old_items, new_hashes)
+    _carry_files_and_errors(new, old_files.to_pylist(), old_errors, missing)
     result = ReembedSummary(old.name, old.pinned["name"], new.pinned["name"], summary,
                             carried_items=len(rows) - len(missing), carried_fields=carried,
                             dropped=[{"id": r["id"], "paths": r["paths"] or []} for r in missing],
@@ -127,8 +128,9 @@ def _open_target(old: Collection, target: Space, tmp) -> tuple[Collection, bool]
     return new, False
 
 
-def _carry_fields(old: Collection, new: Collection, old_items: pa.Table, new_hashes: set[str]) -> list[str]:
-    """Every non-derived field of each old item row onto the new item row (same content, same row key)."""
+def _carry_fields(new: Collection, old_items: pa.Table, new_hashes: set[str]) -> list[str]:
+    """Every non-derived field of each old item row onto the new item row (same content, same row key); returns
+    the fields carried."""
     names = [c for c in old_items.column_names if c not in DERIVED]
     known = set(new.store.columns())
     new.store.add_columns([old_items.schema.field(c) for c in names if c not in known])
@@ -136,17 +138,16 @@ def _carry_fields(old: Collection, new: Collection, old_items: pa.Table, new_has
     table = old_items.filter(pa.array(keep)).select(["key", *names])
     for i in range(0, table.num_rows, 5000):
         new.store.update_records(table.slice(i, 5000))
-    return [c for c in names if c not in BUILTIN_COLUMNS or c in ("meta", "paths", "added", "year", "taken_at",
-                                                                   "lat", "lon")]
+    return names
 
 
-def _carry_files_and_errors(old: Collection, new: Collection, dropped: list[dict]) -> None:
+def _carry_files_and_errors(new: Collection, old_files: list[dict], old_errors: list[dict],
+                            dropped: list[dict]) -> None:
     """Paths the new run did not see keep their files rows; their errors stay listed."""
     seen = {r["path"] for r in new.store.all_files().to_pylist()}
-    new.store.upsert_files([r for r in old.store.all_files().to_pylist() if r["path"] not in seen])
+    new.store.upsert_files([r for r in old_files if r["path"] not in seen])
     listed = {r["path"] for r in new.store.all_errors().to_pylist()}
-    new.store.add_errors([r for r in old.store.all_errors().to_pylist()
-                          if r["path"] not in listed and r["path"] not in seen])
+    new.store.add_errors([r for r in old_errors if r["path"] not in listed and r["path"] not in seen])
     now = time.time()
     new.store.add_errors([{"path": p, "stage": "reembed", "time": now,
                            "error": f"item {r['id']} dropped by reembed --drop-unreadable: bytes not found"}
@@ -154,34 +155,13 @@ def _carry_files_and_errors(old: Collection, new: Collection, dropped: list[dict
 
 
 def _swap(old: Collection, new: Collection, tmp) -> None:
-    """Copy the files beside the tables (the audit log), mark the new folder complete, then swap the folders."""
-    folder = old.folder
-    for entry in os.scandir(folder):
+    """Copy the files beside the tables (the audit log), then swap the folders (store.collection.swap_in_reembed)."""
+    for entry in os.scandir(old.folder):
         if entry.name in REBUILT or entry.name.endswith(".tmp"):
             continue
-        dest = tmp / entry.name
         if entry.is_dir():
-            shutil.copytree(entry.path, dest, dirs_exist_ok=True)
+            shutil.copytree(entry.path, tmp / entry.name, dirs_exist_ok=True)
         else:
-            shutil.copy2(entry.path, dest)
+            shutil.copy2(entry.path, tmp / entry.name)
     new.store.compact()
-    retired = folder.with_name(f".{folder.name}.old-{time.time_ns()}")
-    marker = tmp / REEMBED_READY
-    marker.write_text(json.dumps({"retired": retired.name}))
-    _fsync_dir(tmp)
-    folder.rename(retired)
-    tmp.rename(folder)
-    marker_now = folder / REEMBED_READY
-    marker_now.unlink(missing_ok=True)
-    shutil.rmtree(retired, ignore_errors=True)
-
-
-def _fsync_dir(path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    swap_in_reembed(old.folder)

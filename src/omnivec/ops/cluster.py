@@ -17,7 +17,6 @@ import numpy as np
 from ..errors import ConfigError, OmnivecError
 
 METHODS = ("kmeans", "hdbscan")
-MODALITIES = ("text", "image", "audio", "video")
 Labels = Sequence[str] | Mapping[str, Sequence[str]] | str | Path   # or a tag.LabelSet
 
 
@@ -37,11 +36,6 @@ class ItemVectors:
     def label(self, i: int) -> str:
         """What a person recognises an item by: its first path, else its id."""
         return self.paths[i][0] if self.paths[i] else self.ids[i]
-
-
-def check_modalities(col, modalities: str | Sequence[str] | None) -> list[str] | None:
-    """Parse "image,video" or a list (Collection.check_modalities: the one check every command uses)."""
-    return col.check_modalities(modalities)
 
 
 def modality_filter(where: str | None, modalities: Sequence[str] | None) -> str | None:
@@ -147,7 +141,7 @@ def cluster(col, method: str = "kmeans", k: int = 8, *, where: str | None = None
     descriptions, or a labels file as `omnivec tag` reads it) name each cluster by the label prompt nearest to its
     centroid, with prompt templates for the items' most common modality; without labels a cluster is named after
     its most central item."""
-    mods = check_modalities(col, modalities)
+    mods = col.check_modalities(modalities)
     items = item_vectors(col, where, mods)
     if len(items) == 0:
         raise OmnivecError(f"collection {col.name!r} has no items to cluster"

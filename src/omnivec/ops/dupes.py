@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from .cluster import check_modalities, modality_filter
+from .cluster import modality_filter
 
 MAX_SEGMENT_MATCHES = 10   # per pair of items, the best few segment matches are reported
 
@@ -104,7 +104,7 @@ def find_dupes(col, threshold: float = 0.95, *, k: int = 10, where: str | None =
     if k < 1 or max_neighbours < k:
         raise ConfigError(f"need 1 <= k <= max_neighbours; got k={k}, max_neighbours={max_neighbours}")
     t0 = time.perf_counter()
-    rows = _load_rows(col, where, check_modalities(col, modalities))
+    rows = _load_rows(col, where, col.check_modalities(modalities))
     pairs = _pairs(rows, threshold, k, max_neighbours)
     groups = _groups(rows, pairs, identical)
     return DupesResult(groups, threshold, k, len(rows.item), len(rows.ids), time.perf_counter() - t0)

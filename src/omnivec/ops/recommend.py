@@ -19,7 +19,6 @@ import numpy as np
 
 from ..errors import ConfigError, MediaError, ModalityError
 from ..store.filters import sql_in
-from .cluster import check_modalities
 
 # Default weights (see query_vector): the likes together weigh as much as the text, the unlikes half as much.
 LIKE_WEIGHT = 1.0
@@ -76,7 +75,7 @@ def recommend(col, like: Iterable = (), unlike: Iterable = (), text: str | Seque
         raise ConfigError(f"k must be >= 1; got {k}")
     if not 0.0 <= diversity <= 1.0:
         raise ConfigError(f"diversity is in [0, 1] (1 - MMR's lambda); got {diversity}")
-    mods = check_modalities(col, modalities)
+    mods = col.check_modalities(modalities)
     likes = _examples(col, list(like), like_weights, LIKE_WEIGHT, "like")
     unlikes = _examples(col, list(unlike), unlike_weights, UNLIKE_WEIGHT, "unlike")
     texts = [Example(f"<text: {t}>", col.space.embed_text([t])[0], text_weight / len(_listify(text)))

@@ -305,7 +305,7 @@ class AnnIndex:
                 n = len(self._index)
             size, digest = _fsync_and_hash(tmp)
             os.replace(tmp, folder / name)
-            _fsync_dir(folder)
+            fsync_dir(folder)
             manifest = {
                 "format": FORMAT, "format_version": FORMAT_VERSION, "library": "usearch",
                 "index_file": name, "index_bytes": size, "index_sha256": digest,
@@ -319,7 +319,7 @@ class AnnIndex:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(mtmp, folder / MANIFEST)       # the commit point
-            _fsync_dir(folder)
+            fsync_dir(folder)
         finally:
             tmp.unlink(missing_ok=True)
         for p in folder.iterdir():                    # older index files and leftovers of interrupted saves
@@ -425,7 +425,8 @@ def _fsync_and_hash(path: Path) -> tuple[int, str]:
     return path.stat().st_size, _hash(path)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a folder's entries (a rename, a new file) durable; a no-op where folders cannot be opened."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +20,9 @@ from ..errors import ConfigError, ModalityError, OmnivecError
 from ..media.source import MODALITIES
 from ..spaces import Space, load_space
 from ..spaces.libraries import library_versions, warn_if_changed
-from .filters import filter_fields
+from .ann import fsync_dir
 from .base import SearchingStore
-from .filters import sql_in
+from .filters import filter_fields, sql_in
 from .lance import LanceStore
 from .schema import BUILTIN_COLUMNS, item_id, row_key
 
@@ -31,6 +32,7 @@ USER_SETTABLE = ("year", "taken_at", "lat", "lon")  # built-in columns that user
 def settable(name: str) -> bool:
     """Whether user metadata may set this field (a built-in column other than year, time and place may not)."""
     return name not in ("meta", "vector") and (name not in BUILTIN_COLUMNS or name in USER_SETTABLE)
+
 
 FORMAT = 1
 INFO_FILE = "collection.json"
@@ -83,10 +85,19 @@ def finish_reembed_swap(folder: Path) -> bool:
     tmp.rename(folder)
     (folder / REEMBED_READY).unlink(missing_ok=True)
     if retired:
-        import shutil
-
         shutil.rmtree(folder.with_name(retired), ignore_errors=True)
     return True
+
+
+def swap_in_reembed(folder: Path) -> None:
+    """Replace a collection's folder by its finished `.NAME.reembed` folder: mark it READY, retire the old folder,
+    then finish as a later open would after a kill at that point (finish_reembed_swap)."""
+    tmp = reembed_folder(folder)
+    retired = folder.with_name(f".{folder.name}.old-{time.time_ns()}")
+    (tmp / REEMBED_READY).write_text(json.dumps({"retired": retired.name}))
+    fsync_dir(tmp)
+    folder.rename(retired)
+    finish_reembed_swap(folder)
 
 
 def write_info(folder: Path, info: dict) -> None:
@@ -201,7 +212,7 @@ class Collection:
                 "kind": kind, "segment": segment, "space": self.pinned["name"], "version": self.pinned["version"],
                 "added": time.time(), "vector": (vector / norm).astype(np.float32),
                 "meta": json.dumps(meta, sort_keys=True, default=str) if meta else None, **fields,
-                **{k: v for k, v in meta.items() if _is_scalar(v) and (k not in BUILTIN_COLUMNS or k in USER_SETTABLE)}}
+                **{k: v for k, v in meta.items() if _is_scalar(v) and settable(k)}}
 
     def write_records(self, rows: list[dict]) -> None:
         """One atomic commit for a batch of rows; new scalar user-metadata keys become columns first."""
@@ -248,7 +259,7 @@ class Collection:
         if len(set(ids)) != len(ids):
             raise ConfigError("update_metadata: an item is listed more than once")
         for name, column in values.items():
-            if name in ("meta", "vector") or (name in BUILTIN_COLUMNS and name not in USER_SETTABLE):
+            if not settable(name):
                 raise ConfigError(f"update_metadata: {name!r} is a built-in field and cannot be set")
             if len(column) != len(ids):
                 raise ConfigError(f"update_metadata: {len(column)} values of {name!r} for {len(ids)} items")
@@ -370,18 +381,21 @@ class Collection:
     # ---- search -------------------------------------------------------------------------------------------------
     def query_vector(self, query: Any = None, *, image: Any = None, audio: Any = None, video: Any = None,
                      like: str | Sequence[str] | None = None, weights: Sequence[float] | None = None) -> np.ndarray:
-        """One unit query vector from any mix of text/file, image, audio, video and stored items, weighted."""
+        """One unit query vector from any mix of text/file, image, audio, video and stored items (ids, content
+        hashes or stored paths), weighted."""
+        return self._query_vector(query, image, audio, video, [self.find_item(i) for i in _listify(like)], weights)
+
+    def _query_vector(self, query: Any, image: Any, audio: Any, video: Any, like_ids: list[str],
+                      weights: Sequence[float] | None) -> np.ndarray:
         parts: list[tuple[str | None, Any]] = []
         for modality, value in ((None, query), ("image", image), ("audio", audio), ("video", video)):
             for v in _listify(value):
                 parts.append((modality, v))
-        likes = _listify(like)
-        if not parts and not likes:
+        if not parts and not like_ids:
             raise ConfigError("a search needs a query: text, a file, or an item id (like=)")
         if any(isinstance(v, str) and not v.strip() for _, v in parts):
             raise ConfigError("an empty query matches nothing: give text, a file, or an item (like=)")
-        vecs = [self.space.embed([v], modality=m)[0] for m, v in parts] + \
-            [self.vector(self.find_item(i)) for i in likes]
+        vecs = [self.space.embed([v], modality=m)[0] for m, v in parts] + [self.vector(i) for i in like_ids]
         return mix_query(vecs, weights)
 
     def search(self, query: Any = None, *, k: int = 10, modalities: Sequence[str] | None = None,
@@ -389,8 +403,7 @@ class Collection:
                video: Any = None, like: str | Sequence[str] | None = None, weights: Sequence[float] | None = None,
                vector: np.ndarray | None = None) -> list[Hit]:
         likes = [self.find_item(i) for i in _listify(like)]   # ids, content hashes or stored paths
-        q = vector if vector is not None else self.query_vector(query, image=image, audio=audio, video=video,
-                                                                 like=likes, weights=weights)
+        q = vector if vector is not None else self._query_vector(query, image, audio, video, likes, weights)
         exclude = set(likes)
         return self.search_vector(q, k=k, modalities=modalities, where=where, min_score=min_score, exclude=exclude)
 
